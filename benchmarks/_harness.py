@@ -1,0 +1,269 @@
+"""Shared pieces of the benchmark runner: jobs (how one measurement process is started and
+read), the build of the C references, and number formatting.
+
+A *job* is one process the runner starts in every round.  It measures one or more *rows* (a
+row is one implementation in one setting, e.g. ``popen`` or ``popen/big``) and prints one JSON
+line, which the job turns into ``{row key: value}`` plus ``{row key: reason}`` for rows it
+could not measure.  Three kinds exist:
+
+* :class:`CJob` — a C reference program from ``c/``, built with ``cc -O2`` into a temporary
+  directory once per run;
+* :class:`NodeJob` — a script from ``node/`` run by the ``node`` on ``PATH``;
+* :class:`PyJob` — ``_worker.py`` run by this interpreter, measuring Python implementations.
+
+C and Node programs print ``{"n": ops, "seconds": total}``; the value of their row is
+``seconds / n``.  ``_worker.py`` prints the value of each row itself.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GiB = 1 << 30
+
+
+class Unavailable(Exception):
+    """A job or row cannot run on this machine; the message says why."""
+
+
+class JobFailed(Exception):
+    """A measurement process failed or printed nothing usable."""
+
+
+# ------------------------------------------------------------------------ environment
+
+class Toolchain:
+    """Finds ``cc`` and ``node`` once, builds the C references on demand into a temp dir."""
+
+    def __init__(self):
+        self.cc = shutil.which("cc")
+        self.node = shutil.which("node")
+        self._tmp = None
+        self._built = {}
+
+    def close(self):
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def binary(self, source):
+        """Path of the executable built from ``c/<source>``; raises Unavailable."""
+        if source in self._built:
+            result = self._built[source]
+            if isinstance(result, Unavailable):
+                raise result
+            return result
+        try:
+            result = self._build(source)
+        except Unavailable as exc:
+            self._built[source] = exc
+            raise
+        self._built[source] = result
+        return result
+
+    def _build(self, source):
+        if self.cc is None:
+            raise Unavailable("no C compiler `cc` on PATH")
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="cp-bench-")
+        src = os.path.join(HERE, "c", source)
+        exe = os.path.join(self._tmp.name, os.path.splitext(source)[0])
+        proc = subprocess.run([self.cc, "-O2", "-o", exe, src],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            lines = proc.stdout.strip().splitlines() or ["(no output)"]
+            raise Unavailable(f"`cc -O2 {source}` failed: {lines[0]}")
+        return exe
+
+    def versions(self):
+        """Short descriptions of the tools, for the results header."""
+        out = {"python": sys.version.split()[0] + f" ({sys.executable})"}
+        out["node"] = _first_line([self.node, "--version"]) if self.node else "not found"
+        out["cc"] = _first_line([self.cc, "--version"]) if self.cc else "not found"
+        return out
+
+
+def _first_line(argv):
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unknown ({exc})"
+    lines = proc.stdout.strip().splitlines()
+    return lines[0] if lines else "unknown"
+
+
+def run_json(argv, timeout):
+    """Run ``argv``, return the JSON object on the last line of its stdout."""
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise JobFailed(f"no answer within {timeout:.0f} s")
+    except OSError as exc:
+        raise JobFailed(f"cannot start: {exc}")
+    if proc.returncode != 0:
+        err = proc.stderr.strip().splitlines()
+        detail = err[-1] if err else "no message"
+        raise JobFailed(f"exit status {proc.returncode}: {detail}")
+    lines = proc.stdout.strip().splitlines()
+    try:
+        data = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        raise JobFailed(f"printed no JSON result: {proc.stdout[-200:]!r}")
+    if not isinstance(data, dict):
+        raise JobFailed(f"printed {data!r} instead of a JSON object")
+    return data
+
+
+# ------------------------------------------------------------------------------- jobs
+
+class Job:
+    """One measurement process per round, producing values for ``keys``.
+
+    ``params(cfg, probe)`` returns this job's parameters from the scenario's configuration
+    (``cfg``); ``probe=True`` asks for a tiny run that only checks the job works."""
+
+    def __init__(self, name, keys, params):
+        self.name = name
+        self.keys = list(keys)
+        self.params = params
+
+    def prepare(self, tools):
+        """Raise Unavailable if this job cannot run at all here."""
+
+    def command(self, tools, keys, cfg, probe):
+        raise NotImplementedError
+
+    def parse(self, data, keys):
+        """Return ({key: value}, {key: reason}) from the process's JSON output."""
+        raise NotImplementedError
+
+    def timeout(self, cfg, keys):
+        p = self.params(cfg, False)
+        per_key = 60 + 3 * float(p.get("budget", 30)) + 20 * (int(p.get("hold", 0)) / GiB)
+        return per_key * max(1, len(keys))
+
+
+class _ExternalJob(Job):
+    """A C or Node program measuring exactly one row, printing {"n": .., "seconds": ..}."""
+
+    def __init__(self, name, key, params, argv):
+        super().__init__(name, [key], params)
+        self.argv = argv  # argv(p) -> list of str arguments after the program
+
+    def parse(self, data, keys):
+        try:
+            n, seconds = int(data["n"]), float(data["seconds"])
+        except (KeyError, TypeError, ValueError):
+            raise JobFailed(f"unexpected output {data!r}")
+        if n <= 0:
+            raise JobFailed(f"measured no operation: {data!r}")
+        return {self.keys[0]: seconds / n}, {}, _rss_info(data, self.keys[0])
+
+
+def _rss_info(data, key):
+    rss = data.get("rss")
+    return {key: {"rss": rss}} if isinstance(rss, (int, float)) and rss > 0 else {}
+
+
+class CJob(_ExternalJob):
+    def __init__(self, name, key, source, params, argv):
+        super().__init__(name, key, params, argv)
+        self.source = source
+
+    def prepare(self, tools):
+        tools.binary(self.source)
+
+    def command(self, tools, keys, cfg, probe):
+        return [tools.binary(self.source)] + [str(a) for a in self.argv(self.params(cfg, probe))]
+
+
+class NodeJob(_ExternalJob):
+    def __init__(self, name, key, script, params, argv):
+        super().__init__(name, key, params, argv)
+        self.script = script
+
+    def prepare(self, tools):
+        if tools.node is None:
+            raise Unavailable("no `node` on PATH")
+
+    def command(self, tools, keys, cfg, probe):
+        script = os.path.join(HERE, "node", self.script)
+        return [tools.node, script] + [str(a) for a in self.argv(self.params(cfg, probe))]
+
+
+class PyJob(Job):
+    """``_worker.py`` measuring the Python implementations behind ``keys``.
+
+    A key is ``impl`` or ``impl/suffix``; the worker is asked for ``impl``.  All keys of one
+    job share one process per round (and so share its state, e.g. the memory it holds)."""
+
+    def __init__(self, name, group, keys, params):
+        super().__init__(name, keys, params)
+        self.group = group
+
+    @staticmethod
+    def impl_of(key):
+        return key.split("/", 1)[0]
+
+    def command(self, tools, keys, cfg, probe):
+        spec = dict(self.params(cfg, probe))
+        spec["group"] = self.group
+        spec["impls"] = [self.impl_of(k) for k in keys]
+        return [sys.executable, os.path.join(HERE, "_worker.py"), json.dumps(spec)]
+
+    def parse(self, data, keys):
+        by_impl = {self.impl_of(k): k for k in keys}
+        results, skipped, info = {}, {}, {}
+        for impl, res in (data.get("results") or {}).items():
+            if impl in by_impl:
+                results[by_impl[impl]] = float(res["value"])
+        for impl, why in (data.get("skipped") or {}).items():
+            if impl in by_impl:
+                skipped[by_impl[impl]] = str(why)
+        for key in keys:
+            if key not in results and key not in skipped:
+                skipped[key] = "the worker reported nothing"
+        rss = data.get("rss")
+        for key in results:
+            if isinstance(rss, (int, float)) and rss > 0:
+                info[key] = {"rss": rss}
+        notes = data.get("info") or {}
+        if notes:
+            info["_notes"] = {str(k): str(v) for k, v in notes.items()}
+        return results, skipped, info
+
+
+# ------------------------------------------------------------------------- formatting
+
+def fmt_time(seconds):
+    """535e-6 -> '535 µs', 0.0712 -> '71.2 ms', 3 significant digits."""
+    if seconds is None:
+        return ""
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")):
+        if seconds >= scale or unit == "ns":
+            v = seconds / scale
+            digits = 0 if v >= 100 else 1 if v >= 10 else 2
+            return f"{v:.{digits}f} {unit}"
+    return ""
+
+
+def fmt_ratio(x):
+    if x is None:
+        return ""
+    if x >= 100:
+        return f"×{x:.0f}"
+    if x >= 10:
+        return f"×{x:.1f}"
+    return f"×{x:.2f}"
+
+
+def fmt_bytes(n):
+    if n >= GiB:
+        return f"{n / GiB:.1f} GiB"
+    return f"{n / (1 << 20):.0f} MiB"

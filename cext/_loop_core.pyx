@@ -1,0 +1,479 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The event loop's mechanism: readiness polling, fd watchers, timers, a ready queue and the
+count of referenced handles that decides when the loop may stop.
+
+epoll on Linux, poll(2) elsewhere (and on Linux when forced, to keep that path tested). Level
+triggered, so an exception in one callback never loses an event: it is reported again on the
+next turn. Dispatch happens here, in C, straight into the Python callbacks.
+"""
+
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport errno, EINTR, ENOENT, EBADF
+from libc.stdlib cimport malloc, free, realloc
+import heapq
+import os
+import threading
+from collections import deque
+from time import monotonic
+
+cdef extern from "<unistd.h>" nogil:
+    int close(int fd)
+
+cdef extern from *:
+    """
+    #if defined(__linux__)
+    #include <sys/epoll.h>
+    #define CP_HAVE_EPOLL 1
+    #else
+    #define CP_HAVE_EPOLL 0
+    struct epoll_event { unsigned int events; union { int fd; void *ptr; unsigned long long u64; } data; };
+    #define EPOLLIN 1
+    #define EPOLLOUT 4
+    #define EPOLLERR 8
+    #define EPOLLHUP 16
+    #define EPOLL_CTL_ADD 1
+    #define EPOLL_CTL_DEL 2
+    #define EPOLL_CTL_MOD 3
+    #define EPOLL_CLOEXEC 0
+    static int epoll_create1(int f) { (void)f; errno = ENOSYS; return -1; }
+    static int epoll_ctl(int a, int b, int c, struct epoll_event *e) { errno = ENOSYS; return -1; }
+    static int epoll_wait(int a, struct epoll_event *e, int n, int t) { errno = ENOSYS; return -1; }
+    #endif
+    #include <poll.h>
+    """
+    int CP_HAVE_EPOLL
+    ctypedef union epoll_data_t:
+        int fd
+        void *ptr
+    struct epoll_event:
+        unsigned int events
+        epoll_data_t data
+    int epoll_create1(int flags) nogil
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *ev) nogil
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout) nogil
+    unsigned int EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP
+    int EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLL_CLOEXEC
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd *fds, unsigned long nfds, int timeout) nogil
+    short POLLIN, POLLOUT, POLLERR, POLLHUP, POLLNVAL
+
+READABLE = 1
+WRITABLE = 2
+
+DEF MAX_EVENTS = 256
+
+_force_poll = os.environ.get("CHILD_PROCESS_POLLER", "") == "poll"
+#: The readiness backend this process uses: 'epoll' or 'poll'.
+BACKEND = "epoll" if CP_HAVE_EPOLL and not _force_poll else "poll"
+
+
+cdef class Loop:
+    """One per thread. ``refs`` counts the active, referenced handles that keep it alive."""
+
+    cdef int epfd
+    cdef bint use_epoll
+    cdef dict _watchers
+    cdef object _ready
+    cdef list _timers
+    cdef long long _seq
+    cdef public long refs
+    cdef public object owner
+    cdef int _depth
+    cdef bint _closed
+    cdef dict __dict__
+
+    def __cinit__(self):
+        self.epfd = -1
+        self.use_epoll = BACKEND == "epoll"
+        if self.use_epoll:
+            self.epfd = epoll_create1(EPOLL_CLOEXEC)
+            if self.epfd < 0:
+                raise OSError(errno, "epoll_create1")
+        self._watchers = {}
+        self._ready = deque()
+        self._timers = []
+        self._seq = 0
+        self.refs = 0
+        self.owner = threading.get_ident()
+
+    def __dealloc__(self):
+        if self.epfd >= 0:
+            close(self.epfd)
+            self.epfd = -1
+
+    def close(self):
+        """Release the poller; only for a loop with nothing left on it."""
+        if self.epfd >= 0:
+            close(self.epfd)
+            self.epfd = -1
+        self._closed = True
+
+    def fileno(self):
+        """The epoll descriptor (readable when an event is pending): for embedding."""
+        return self.epfd
+
+    def time(self):
+        return monotonic()
+
+    # -- the ready queue -----------------------------------------------------------------
+
+    def call_soon(self, callback, *args):
+        """Run ``callback(*args)`` on the next turn, before polling (Node's nextTick)."""
+        self._ready.append((callback, args))
+
+    @property
+    def has_ready(self):
+        return len(self._ready) > 0
+
+    def alive(self):
+        """True while referenced handles or queued callbacks remain (Node's loop-alive rule)."""
+        return self.refs > 0 or len(self._ready) > 0
+
+    # -- registration (used by IOWatcher) ------------------------------------------------
+
+    cdef int _update(self, IOWatcher w, unsigned int old, unsigned int new) except -1:
+        cdef epoll_event ev
+        cdef int op
+        if self.use_epoll:
+            ev.events = new
+            ev.data.fd = w.fd
+            if old == 0:
+                op = EPOLL_CTL_ADD
+            elif new == 0:
+                op = EPOLL_CTL_DEL
+            else:
+                op = EPOLL_CTL_MOD
+            if epoll_ctl(self.epfd, op, w.fd, &ev) < 0:
+                if not (op == EPOLL_CTL_DEL and (errno == ENOENT or errno == EBADF)):
+                    raise OSError(errno, "epoll_ctl")
+        if new == 0:
+            if self._watchers.get(w.fd) is w:
+                del self._watchers[w.fd]
+        else:
+            self._watchers[w.fd] = w
+        return 0
+
+    # -- timers ---------------------------------------------------------------------------
+
+    cdef _schedule(self, Timer t):
+        self._seq += 1
+        t.seq = self._seq
+        heapq.heappush(self._timers, (t.when, t.seq, t))
+
+    cdef double _next_timeout(self, double limit):
+        """Seconds until the earliest active timer (or ``limit``; -1 means no limit)."""
+        cdef Timer t
+        cdef double delay
+        while self._timers:
+            t = self._timers[0][2]
+            if not t.active or t.seq != self._timers[0][1]:
+                heapq.heappop(self._timers)
+                continue
+            delay = t.when - monotonic()
+            if delay < 0:
+                delay = 0
+            if limit < 0 or delay < limit:
+                return delay
+            return limit
+        return limit
+
+    cdef int _run_timers(self) except -1:
+        cdef Timer t
+        cdef double now = monotonic()
+        while self._timers:
+            entry = self._timers[0]
+            t = entry[2]
+            if not t.active or t.seq != entry[1]:
+                heapq.heappop(self._timers)
+                continue
+            if t.when > now:
+                break
+            heapq.heappop(self._timers)
+            t._set_active(False)
+            t.callback(*t.args)
+        return 0
+
+    # -- running --------------------------------------------------------------------------
+
+    def run_once(self, double timeout=-1):
+        """One turn: queued callbacks, then I/O (waiting at most ``timeout`` s), then timers."""
+        cdef Py_ssize_t n
+        if self._closed:
+            raise RuntimeError("the loop is closed")
+        n = len(self._ready)
+        while n > 0 and self._ready:
+            n -= 1
+            callback, args = self._ready.popleft()
+            callback(*args)
+        if self._ready:
+            timeout = 0
+        elif self.refs <= 0 and timeout < 0:
+            timeout = 0
+        timeout = self._next_timeout(timeout)
+        self._poll(timeout)
+        self._run_timers()
+
+    cdef int _poll(self, double timeout) except -1:
+        cdef int ms = -1 if timeout < 0 else <int>(timeout * 1000.0 + 0.999)
+        if self.use_epoll:
+            return self._poll_epoll(ms)
+        return self._poll_poll(ms)
+
+    cdef int _poll_epoll(self, int ms) except -1:
+        cdef epoll_event events[MAX_EVENTS]
+        cdef int n, i
+        cdef unsigned int ev
+        cdef IOWatcher w
+        with nogil:
+            n = epoll_wait(self.epfd, events, MAX_EVENTS, ms)
+        if n < 0:
+            if errno == EINTR:
+                PyErr_CheckSignals()
+                return 0
+            raise OSError(errno, "epoll_wait")
+        for i in range(n):
+            w = self._watchers.get(events[i].data.fd)
+            if w is None:
+                continue
+            ev = events[i].events
+            w._dispatch((READABLE if ev & (EPOLLIN | EPOLLHUP | EPOLLERR) else 0)
+                        | (WRITABLE if ev & (EPOLLOUT | EPOLLHUP | EPOLLERR) else 0))
+        return 0
+
+    cdef int _poll_poll(self, int ms) except -1:
+        cdef Py_ssize_t count = len(self._watchers), i = 0
+        cdef pollfd *fds = <pollfd *>malloc((count + 1) * sizeof(pollfd))
+        cdef int n
+        cdef IOWatcher w
+        cdef short rev
+        if fds == NULL:
+            raise MemoryError()
+        try:
+            watchers = list(self._watchers.values())
+            for w in watchers:
+                fds[i].fd = w.fd
+                fds[i].events = (POLLIN if w.events & EPOLLIN else 0) | (POLLOUT if w.events & EPOLLOUT else 0)
+                fds[i].revents = 0
+                i += 1
+            with nogil:
+                n = poll(fds, count, ms)
+            if n < 0:
+                if errno == EINTR:
+                    PyErr_CheckSignals()
+                    return 0
+                raise OSError(errno, "poll")
+            for i in range(count):
+                rev = fds[i].revents
+                if rev == 0:
+                    continue
+                w = watchers[i]
+                if self._watchers.get(w.fd) is not w:
+                    continue
+                w._dispatch((READABLE if rev & (POLLIN | POLLHUP | POLLERR | POLLNVAL) else 0)
+                            | (WRITABLE if rev & (POLLOUT | POLLHUP | POLLERR | POLLNVAL) else 0))
+        finally:
+            free(fds)
+        return 0
+
+    def run(self):
+        """Run until no referenced handle and no queued callback remains."""
+        self._check_thread()
+        while self.refs > 0 or self._ready:
+            self.run_once(-1)
+
+    def run_until(self, done, double timeout=-1):
+        """Run until ``done()`` is true; False if ``timeout`` s passed first or nothing can
+        make progress any more (no handle, no callback)."""
+        self._check_thread()
+        cdef double deadline = monotonic() + timeout if timeout >= 0 else -1
+        cdef double remaining
+        while not done():
+            if not self.alive() and not self._watchers and not self._timers:
+                return False
+            if deadline >= 0:
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    return False
+                self.run_once(remaining)
+            else:
+                self.run_once(-1 if (self.refs > 0 or self._ready) else 60.0)
+        return True
+
+    def _check_thread(self):
+        if threading.get_ident() != self.owner:
+            raise RuntimeError("a loop runs only on the thread that created it")
+
+
+cdef class IOWatcher:
+    """Readiness callbacks for one descriptor; active (and counted in ``refs`` when referenced)
+    while reading or writing is wanted."""
+
+    cdef readonly Loop loop
+    cdef readonly int fd
+    cdef unsigned int events
+    cdef public object on_readable
+    cdef public object on_writable
+    cdef bint referenced
+
+    def __cinit__(self, Loop loop, int fd, on_readable=None, on_writable=None):
+        self.loop = loop
+        self.fd = fd
+        self.events = 0
+        self.on_readable = on_readable
+        self.on_writable = on_writable
+        self.referenced = True
+
+    cdef int _set(self, unsigned int new) except -1:
+        cdef unsigned int old = self.events
+        if old == new:
+            return 0
+        self.loop._update(self, old, new)
+        self.events = new
+        if self.referenced:
+            if old == 0:
+                self.loop.refs += 1
+            elif new == 0:
+                self.loop.refs -= 1
+        return 0
+
+    cdef int _dispatch(self, int what) except -1:
+        if what & READABLE and self.events & EPOLLIN:
+            self.on_readable()
+        if what & WRITABLE and self.events & EPOLLOUT:
+            self.on_writable()
+        return 0
+
+    def start_reading(self):
+        self._set(self.events | EPOLLIN)
+
+    def stop_reading(self):
+        self._set(self.events & ~EPOLLIN)
+
+    def start_writing(self):
+        self._set(self.events | EPOLLOUT)
+
+    def stop_writing(self):
+        self._set(self.events & ~EPOLLOUT)
+
+    def stop(self):
+        """Stop watching (before the descriptor is closed)."""
+        self._set(0)
+
+    @property
+    def reading(self):
+        return bool(self.events & EPOLLIN)
+
+    @property
+    def writing(self):
+        return bool(self.events & EPOLLOUT)
+
+    @property
+    def active(self):
+        return self.events != 0
+
+    def ref(self):
+        if not self.referenced:
+            self.referenced = True
+            if self.events:
+                self.loop.refs += 1
+
+    def unref(self):
+        if self.referenced:
+            self.referenced = False
+            if self.events:
+                self.loop.refs -= 1
+
+    def has_ref(self):
+        return self.referenced
+
+
+cdef class Timer:
+    """A one-shot timer; ``start()`` again to re-arm."""
+
+    cdef readonly Loop loop
+    cdef public object callback
+    cdef public tuple args
+    cdef double when
+    cdef long long seq
+    cdef bint active
+    cdef bint referenced
+
+    def __cinit__(self, Loop loop, callback, *args):
+        self.loop = loop
+        self.callback = callback
+        self.args = args
+        self.active = False
+        self.referenced = True
+
+    cdef _set_active(self, bint on):
+        if on == self.active:
+            return
+        self.active = on
+        if self.referenced:
+            self.loop.refs += 1 if on else -1
+
+    def start(self, double delay):
+        self.when = monotonic() + (delay if delay > 0 else 0)
+        self._set_active(True)
+        self.loop._schedule(self)
+
+    def stop(self):
+        self._set_active(False)
+
+    @property
+    def is_active(self):
+        return self.active
+
+    def ref(self):
+        if not self.referenced:
+            self.referenced = True
+            if self.active:
+                self.loop.refs += 1
+
+    def unref(self):
+        if self.referenced:
+            self.referenced = False
+            if self.active:
+                self.loop.refs -= 1
+
+    def has_ref(self):
+        return self.referenced
+
+
+cdef class Ref:
+    """A handle that keeps the loop alive while active and referenced, for objects that are
+    not a single descriptor (a child process)."""
+
+    cdef readonly Loop loop
+    cdef bint active
+    cdef bint referenced
+
+    def __cinit__(self, Loop loop):
+        self.loop = loop
+        self.active = False
+        self.referenced = True
+
+    def set_active(self, bint on):
+        if on == self.active:
+            return
+        self.active = on
+        if self.referenced:
+            self.loop.refs += 1 if on else -1
+
+    def ref(self):
+        if not self.referenced:
+            self.referenced = True
+            if self.active:
+                self.loop.refs += 1
+
+    def unref(self):
+        if self.referenced:
+            self.referenced = False
+            if self.active:
+                self.loop.refs -= 1
+
+    def has_ref(self):
+        return self.referenced

@@ -1,0 +1,308 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Starting a process from an already-validated spec: the mechanism, no policy.
+
+Everything here reports failure as ``OSError(errno)``; the Python layer turns that into
+Node's errors. posix_spawn is the fast path (glibc implements it with CLONE_VM|CLONE_VFORK, so
+its cost does not grow with the parent's memory); the vfork path in ``cp_platform.h`` covers
+uid/gid and libcs without the ``_np`` file actions.
+"""
+
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+from libc.errno cimport errno, ENOENT, EACCES, ENOTDIR, EINTR
+
+cdef extern from "<sys/types.h>":
+    ctypedef int pid_t
+
+cdef extern from "<sys/stat.h>":
+    cdef struct stat:
+        unsigned int st_mode
+    int c_stat "stat"(const char *path, stat *buf) nogil
+    bint S_ISREG(unsigned int m) nogil
+
+cdef extern from "<signal.h>":
+    ctypedef struct sigset_t:
+        pass
+    int sigemptyset(sigset_t *s) nogil
+    int sigfillset(sigset_t *s) nogil
+    int sigdelset(sigset_t *s, int sig) nogil
+    int SIGKILL, SIGSTOP
+
+cdef extern from "<unistd.h>" nogil:
+    int access(const char *path, int mode)
+    int X_OK
+    int close(int fd)
+    int pipe2(int fds[2], int flags)
+
+cdef extern from "<fcntl.h>" nogil:
+    int fcntl(int fd, int cmd, ...)
+    int F_DUPFD_CLOEXEC, F_GETFL, F_SETFL, O_NONBLOCK, O_CLOEXEC, O_RDONLY, O_RDWR
+
+cdef extern from "<sys/socket.h>" nogil:
+    int socketpair(int domain, int type, int protocol, int sv[2])
+    int AF_UNIX, SOCK_STREAM, SOCK_CLOEXEC
+
+cdef extern from "<spawn.h>" nogil:
+    ctypedef struct posix_spawnattr_t:
+        pass
+    ctypedef struct posix_spawn_file_actions_t:
+        pass
+    int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+                    const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+    int posix_spawnattr_init(posix_spawnattr_t *a)
+    int posix_spawnattr_destroy(posix_spawnattr_t *a)
+    int posix_spawnattr_setflags(posix_spawnattr_t *a, short flags)
+    int posix_spawnattr_setsigmask(posix_spawnattr_t *a, const sigset_t *s)
+    int posix_spawnattr_setsigdefault(posix_spawnattr_t *a, const sigset_t *s)
+    int posix_spawn_file_actions_init(posix_spawn_file_actions_t *fa)
+    int posix_spawn_file_actions_destroy(posix_spawn_file_actions_t *fa)
+    int posix_spawn_file_actions_adddup2(posix_spawn_file_actions_t *fa, int fd, int newfd)
+    int posix_spawn_file_actions_addclose(posix_spawn_file_actions_t *fa, int fd)
+    int posix_spawn_file_actions_addopen(posix_spawn_file_actions_t *fa, int fd,
+                                         const char *path, int oflag, unsigned int mode)
+    int POSIX_SPAWN_SETSIGMASK, POSIX_SPAWN_SETSIGDEF
+
+cdef extern from "cp_platform.h" nogil:
+    int POSIX_SPAWN_SETSID
+    ctypedef int (*cp_addchdir_t)(posix_spawn_file_actions_t *, const char *)
+    ctypedef int (*cp_addclosefrom_t)(posix_spawn_file_actions_t *, int)
+    cp_addchdir_t cp_addchdir
+    cp_addclosefrom_t cp_addclosefrom
+    void cp_resolve_spawn_extensions()
+    int cp_pidfd_open(pid_t pid)
+    int cp_pidfd_send_signal(int pidfd, int sig)
+    ctypedef struct cp_spawn_req:
+        const char *path
+        char *const *argv
+        char *const *envp
+        const char *cwd
+        const int *fds
+        int nfds
+        int setsid
+        long uid
+        long gid
+    int cp_vfork_spawn(const cp_spawn_req *req, pid_t *pid_out)
+    int cp_sigchld_add_wake_fd(int fd)
+    void cp_sigchld_remove_wake_fd(int fd)
+
+cp_resolve_spawn_extensions()
+
+#: True when posix_spawn can do the whole job (chdir and closing stray descriptors) here.
+HAVE_FULL_POSIX_SPAWN = cp_addchdir != NULL and cp_addclosefrom != NULL
+
+cdef enum:
+    C_FD_CLOSED = -1
+    C_FD_DEVNULL = -2
+
+FD_CLOSED = C_FD_CLOSED
+FD_DEVNULL = C_FD_DEVNULL
+
+cdef const char *DEFAULT_PATH = b"/usr/local/bin:/bin:/usr/bin"
+
+
+cdef char **_cstring_array(list items) except NULL:
+    """A NULL-terminated char* array pointing into the bytes of ``items`` (kept alive by the caller)."""
+    cdef Py_ssize_t n = len(items), i
+    cdef char **arr = <char **>malloc((n + 1) * sizeof(char *))
+    if arr == NULL:
+        raise MemoryError()
+    for i in range(n):
+        arr[i] = <char *>(<bytes>items[i])
+    arr[n] = NULL
+    return arr
+
+
+def find_executable(bytes file, object path_env, object cwd):
+    """Resolve ``file`` the way execvp would, but on the *child's* PATH (Node's behaviour).
+
+    A name with a slash is returned unchanged (exec reports its own errors). Otherwise the first
+    PATH entry holding an executable regular file wins; if none does, EACCES when a candidate
+    existed but was not executable, else ENOENT.
+    """
+    if b"/" in file:
+        return file
+    if not file:
+        raise OSError(ENOENT, "empty file name")
+    cdef bytes path = path_env if path_env is not None else DEFAULT_PATH
+    cdef bint saw_eacces = False
+    cdef bytes candidate
+    cdef stat st
+    cdef int rc
+    cdef const char *c
+    for directory in path.split(b":"):
+        if not directory:
+            directory = b"."
+        if directory[:1] != b"/" and cwd is not None:
+            directory = cwd + b"/" + directory
+        candidate = directory + b"/" + file
+        c = candidate
+        with nogil:
+            rc = c_stat(c, &st)
+        if rc != 0 or not S_ISREG(st.st_mode):
+            continue
+        with nogil:
+            rc = access(c, X_OK)
+        if rc == 0:
+            return candidate
+        saw_eacces = True
+    raise OSError(EACCES if saw_eacces else ENOENT, "executable not found")
+
+
+def spawn(bytes path, list argv, list envp, object cwd, list fds, bint detached,
+          long uid=-1, long gid=-1):
+    """Start ``path`` and return its pid.
+
+    ``fds[i]`` is the parent descriptor that becomes the child's fd ``i`` (``FD_CLOSED``,
+    ``FD_DEVNULL``). The child gets exactly these descriptors: everything else is closed, even
+    inheritable descriptors the parent holds. Sources that sit below ``len(fds)`` are first
+    copied above it (close-on-exec) so no dup2 can clobber a later source.
+    """
+    cdef int nfds = len(fds)
+    cdef int *cfds = <int *>malloc((nfds + 1) * sizeof(int))
+    cdef int *tmp = <int *>malloc((nfds + 1) * sizeof(int))
+    cdef char **c_argv = NULL
+    cdef char **c_envp = NULL
+    cdef int i, src, err = 0, ntmp = 0
+    cdef pid_t pid = 0
+    cdef const char *c_path = path
+    cdef const char *c_cwd = NULL
+    cdef bytes cwd_b
+    if cfds == NULL or tmp == NULL:
+        free(cfds); free(tmp)
+        raise MemoryError()
+    if cwd is not None:
+        cwd_b = cwd
+        c_cwd = cwd_b
+    try:
+        c_argv = _cstring_array(argv)
+        c_envp = _cstring_array(envp)
+        for i in range(nfds):
+            src = fds[i]
+            if 0 <= src < nfds:
+                src = fcntl(src, F_DUPFD_CLOEXEC, nfds)
+                if src < 0:
+                    raise OSError(errno, "fcntl")
+                tmp[ntmp] = src
+                ntmp += 1
+            cfds[i] = src
+        if uid == -1 and gid == -1 and cp_addchdir != NULL and cp_addclosefrom != NULL:
+            with nogil:
+                err = _posix_spawn(&pid, c_path, c_argv, c_envp, c_cwd, cfds, nfds, detached)
+        else:
+            with nogil:
+                err = _vfork_spawn(&pid, c_path, c_argv, c_envp, c_cwd, cfds, nfds, detached,
+                                   uid, gid)
+        if err != 0:
+            raise OSError(err, "spawn")
+        return pid
+    finally:
+        for i in range(ntmp):
+            close(tmp[i])
+        free(cfds)
+        free(tmp)
+        free(c_argv)
+        free(c_envp)
+
+
+cdef int _posix_spawn(pid_t *pid, const char *path, char **argv, char **envp, const char *cwd,
+                      const int *fds, int nfds, bint detached) noexcept nogil:
+    cdef posix_spawnattr_t attr
+    cdef posix_spawn_file_actions_t fa
+    cdef sigset_t mask, defaults
+    cdef int i, err
+    cdef short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+    if detached:
+        flags |= POSIX_SPAWN_SETSID
+    posix_spawnattr_init(&attr)
+    posix_spawn_file_actions_init(&fa)
+    sigemptyset(&mask)
+    sigfillset(&defaults)       # Python ignores SIGPIPE/SIGXFSZ; the child must not inherit that
+    sigdelset(&defaults, SIGKILL)
+    sigdelset(&defaults, SIGSTOP)
+    err = posix_spawnattr_setflags(&attr, flags)
+    if err == 0:
+        err = posix_spawnattr_setsigmask(&attr, &mask)
+    if err == 0:
+        err = posix_spawnattr_setsigdefault(&attr, &defaults)
+    for i in range(nfds):
+        if err != 0:
+            break
+        if fds[i] == C_FD_DEVNULL:
+            err = posix_spawn_file_actions_addopen(&fa, i, b"/dev/null",
+                                                   O_RDONLY if i == 0 else O_RDWR, 0)
+        elif fds[i] == C_FD_CLOSED:
+            err = posix_spawn_file_actions_addclose(&fa, i)
+        else:
+            # every source is >= nfds here (see spawn()), so this dup2 also clears CLOEXEC
+            err = posix_spawn_file_actions_adddup2(&fa, fds[i], i)
+    if err == 0:
+        err = cp_addclosefrom(&fa, nfds)
+    if err == 0 and cwd != NULL:
+        err = cp_addchdir(&fa, cwd)
+    if err == 0:
+        err = posix_spawn(pid, path, &fa, &attr, argv, envp)
+    posix_spawn_file_actions_destroy(&fa)
+    posix_spawnattr_destroy(&attr)
+    return err
+
+
+cdef int _vfork_spawn(pid_t *pid, const char *path, char **argv, char **envp, const char *cwd,
+                      const int *fds, int nfds, bint detached, long uid, long gid) noexcept nogil:
+    cdef cp_spawn_req req
+    req.path = path
+    req.argv = argv
+    req.envp = envp
+    req.cwd = cwd
+    req.fds = fds
+    req.nfds = nfds
+    req.setsid = detached
+    req.uid = uid
+    req.gid = gid
+    return cp_vfork_spawn(&req, pid)
+
+
+def pidfd_open(int pid):
+    """A pidfd for ``pid`` (close-on-exec), or OSError (ENOSYS where the kernel has none)."""
+    cdef int fd = cp_pidfd_open(pid)
+    if fd < 0:
+        raise OSError(errno, "pidfd_open")
+    return fd
+
+
+def pidfd_send_signal(int pidfd, int sig):
+    """Signal the process behind ``pidfd``: never a recycled pid."""
+    if cp_pidfd_send_signal(pidfd, sig) < 0:
+        raise OSError(errno, "pidfd_send_signal")
+
+
+def make_pipe():
+    """(read_end, write_end), both close-on-exec, both blocking."""
+    cdef int fds[2]
+    if pipe2(fds, O_CLOEXEC) < 0:
+        raise OSError(errno, "pipe2")
+    return fds[0], fds[1]
+
+
+def make_socketpair():
+    """A connected AF_UNIX stream pair, both close-on-exec, both blocking."""
+    cdef int fds[2]
+    if socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0:
+        raise OSError(errno, "socketpair")
+    return fds[0], fds[1]
+
+
+def set_nonblocking(int fd):
+    cdef int flags = fcntl(fd, F_GETFL)
+    if flags < 0 or fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0:
+        raise OSError(errno, "fcntl")
+
+
+def sigchld_add_wake_fd(int fd):
+    """Make SIGCHLD write a byte to ``fd`` (the fallback when pidfds are missing)."""
+    cdef int err = cp_sigchld_add_wake_fd(fd)
+    if err:
+        raise OSError(err, "sigaction")
+
+
+def sigchld_remove_wake_fd(int fd):
+    cp_sigchld_remove_wake_fd(fd)

@@ -1,0 +1,210 @@
+/* Platform mechanism that must be plain C: the vfork child (async-signal-safe code only),
+ * the SIGCHLD handler, and symbols that may be missing from an older libc (resolved at
+ * run time so one wheel works on every glibc and on macOS). No policy lives here. */
+#ifndef CP_PLATFORM_H
+#define CP_PLATFORM_H
+
+#define _GNU_SOURCE 1
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <dlfcn.h>
+#include <grp.h>
+#include <pthread.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <sys/syscall.h>
+
+#ifndef POSIX_SPAWN_SETSID
+#  ifdef __linux__
+#    define POSIX_SPAWN_SETSID 0x80
+#  else
+#    define POSIX_SPAWN_SETSID 0
+#  endif
+#endif
+
+#if defined(__linux__)
+#  ifndef SYS_pidfd_open
+#    define SYS_pidfd_open 434
+#  endif
+#  ifndef SYS_pidfd_send_signal
+#    define SYS_pidfd_send_signal 424
+#  endif
+#  ifndef SYS_close_range
+#    define SYS_close_range 436
+#  endif
+#endif
+
+/* ---- pidfd ------------------------------------------------------------------------- */
+
+static int cp_pidfd_open(pid_t pid) {
+#if defined(__linux__)
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid; errno = ENOSYS; return -1;
+#endif
+}
+
+static int cp_pidfd_send_signal(int pidfd, int sig) {
+#if defined(__linux__)
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+#else
+    (void)pidfd; (void)sig; errno = ENOSYS; return -1;
+#endif
+}
+
+/* ---- posix_spawn extensions that an older libc lacks ---------------------------------- */
+
+typedef int (*cp_addchdir_t)(posix_spawn_file_actions_t *, const char *);
+typedef int (*cp_addclosefrom_t)(posix_spawn_file_actions_t *, int);
+static cp_addchdir_t cp_addchdir = NULL;
+static cp_addclosefrom_t cp_addclosefrom = NULL;
+
+static void cp_resolve_spawn_extensions(void) {
+    cp_addchdir = (cp_addchdir_t)dlsym(RTLD_DEFAULT, "posix_spawn_file_actions_addchdir_np");
+    cp_addclosefrom = (cp_addclosefrom_t)dlsym(RTLD_DEFAULT, "posix_spawn_file_actions_addclosefrom_np");
+}
+
+/* ---- closing every descriptor from a number on, in a child -------------------------- */
+
+static void cp_close_from(int lowfd) {
+#if defined(__linux__)
+    if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0) return;
+#endif
+    long maxfd = sysconf(_SC_OPEN_MAX);
+    if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
+    for (int fd = lowfd; fd < maxfd; fd++) close(fd);
+}
+
+/* ---- the vfork path: for what posix_spawn cannot do (uid/gid, or a libc without the
+ * _np file actions). Between vfork() and execve() the child shares the parent's memory,
+ * so it calls only async-signal-safe functions, touches no heap, and reports a failure
+ * through `*child_errno` (shared memory) before _exit(127). ---------------------------- */
+
+typedef struct {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;        /* NULL: inherit */
+    const int *fds;         /* fds[i] = source for child fd i; -1 closed; -2 /dev/null */
+    int nfds;
+    int setsid;
+    long uid;               /* -1: unchanged */
+    long gid;               /* -1: unchanged */
+} cp_spawn_req;
+
+static void cp_child_after_vfork(const cp_spawn_req *req, volatile int *child_errno) {
+    struct sigaction sa;
+    sigset_t empty;
+    int i, fd;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    for (i = 1; i < NSIG; i++) {
+        if (i == SIGKILL || i == SIGSTOP) continue;
+        sigaction(i, &sa, NULL);   /* errors (internal signals) are harmless */
+    }
+    if (req->setsid && setsid() < 0) goto fail;
+    for (i = 0; i < req->nfds; i++) {
+        int src = req->fds[i];
+        if (src == -1) { close(i); continue; }
+        if (src == -2) {
+            fd = open("/dev/null", i == 0 ? O_RDONLY : O_RDWR);
+            if (fd < 0) goto fail;
+            src = fd;
+        }
+        if (src == i) {
+            int flags = fcntl(i, F_GETFD);
+            if (flags < 0 || fcntl(i, F_SETFD, flags & ~FD_CLOEXEC) < 0) goto fail;
+        } else if (dup2(src, i) < 0) {
+            goto fail;
+        }
+        if (req->fds[i] == -2 && src != i) close(src);
+    }
+    cp_close_from(req->nfds);
+    if (req->cwd && chdir(req->cwd) < 0) goto fail;
+    if (req->uid != -1 || req->gid != -1) setgroups(0, NULL);   /* best effort, as Node */
+    if (req->gid != -1 && setgid((gid_t)req->gid) < 0) goto fail;
+    if (req->uid != -1 && setuid((uid_t)req->uid) < 0) goto fail;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    execve(req->path, req->argv, req->envp);
+fail:
+    *child_errno = errno;
+    _exit(127);
+}
+
+/* Returns 0 and the pid, or an errno value. The caller has already moved every source
+ * descriptor to a number >= nfds, so the dup2 loop cannot clobber a later source. */
+static int cp_vfork_spawn(const cp_spawn_req *req, pid_t *pid_out) {
+    volatile int child_errno = 0;
+    sigset_t all, old;
+    pid_t pid;
+    int status;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);   /* no handler may run in the shared child */
+    pid = vfork();
+    if (pid == 0) {
+        cp_child_after_vfork(req, &child_errno);
+        _exit(127);
+    }
+    int saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) return saved;
+    if (child_errno != 0) {
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        return child_errno;
+    }
+    *pid_out = pid;
+    return 0;
+}
+
+/* ---- SIGCHLD fallback (macOS, kernels without pidfd): the handler only writes a byte to
+ * every registered loop's wake-up pipe, then chains to the handler it replaced (so Python's
+ * own signal module keeps working). Children are then polled with waitpid(pid, WNOHANG). */
+
+#define CP_MAX_WAKE_FDS 64
+static volatile int cp_wake_fds[CP_MAX_WAKE_FDS];
+static struct sigaction cp_prev_sigchld;
+static int cp_sigchld_installed = 0;
+
+static void cp_sigchld_handler(int sig, siginfo_t *info, void *ctx) {
+    int saved = errno;
+    for (int i = 0; i < CP_MAX_WAKE_FDS; i++) {
+        int fd = cp_wake_fds[i];
+        if (fd > 0) { ssize_t r = write(fd, "c", 1); (void)r; }
+    }
+    if (cp_prev_sigchld.sa_flags & SA_SIGINFO) {
+        if (cp_prev_sigchld.sa_sigaction) cp_prev_sigchld.sa_sigaction(sig, info, ctx);
+    } else if (cp_prev_sigchld.sa_handler != SIG_DFL && cp_prev_sigchld.sa_handler != SIG_IGN) {
+        cp_prev_sigchld.sa_handler(sig);
+    }
+    errno = saved;
+}
+
+static int cp_sigchld_add_wake_fd(int fd) {
+    int i;
+    if (!cp_sigchld_installed) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = cp_sigchld_handler;
+        sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NOCLDSTOP;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGCHLD, &sa, &cp_prev_sigchld) < 0) return errno;
+        cp_sigchld_installed = 1;
+    }
+    for (i = 0; i < CP_MAX_WAKE_FDS; i++) {
+        if (cp_wake_fds[i] <= 0) { cp_wake_fds[i] = fd; return 0; }
+    }
+    return EMFILE;
+}
+
+static void cp_sigchld_remove_wake_fd(int fd) {
+    for (int i = 0; i < CP_MAX_WAKE_FDS; i++)
+        if (cp_wake_fds[i] == fd) cp_wake_fds[i] = 0;
+}
+
+#endif

@@ -1,0 +1,18 @@
+"""Node.js's child_process for Python: spawn, exec, fork and their sync/async forms, with the
+ChildProcess event emitter, stdio wiring and Node's IPC protocol, on a Cython core."""
+
+from ._abort import AbortController, AbortSignal
+from ._api import spawn
+from ._child import ChildProcess
+from ._errors import (AbortError, NodeTypeError, NodeValueError, RangeError, SpawnError)
+from ._events import EventEmitter, UnhandledErrorEvent
+from ._loop import get_loop, run
+from ._streams import Duplex, Readable, Writable
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AbortController", "AbortError", "AbortSignal", "ChildProcess", "Duplex", "EventEmitter",
+    "NodeTypeError", "NodeValueError", "RangeError", "Readable", "SpawnError",
+    "UnhandledErrorEvent", "Writable", "get_loop", "run", "spawn",
+]

@@ -1,0 +1,298 @@
+"""ChildProcess: one started (or failed) child, its stdio streams and its events.
+
+Event order is Node's: 'spawn' on the turn after a successful start and before any output;
+'exit' when the child ends; 'close' after 'exit' *and* after every stream the child writes to has
+closed. A failed start emits 'error' (never raises) and then 'close' with ``-errno``.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from typing import Any, List, Optional, Tuple
+
+from . import _spawn
+from ._errors import AbortError, SpawnError, errno_code, errno_exception
+from ._events import EventEmitter
+from ._loop import ExitWatcher, Loop, Timer, decode_status, get_loop, signal_name
+from ._options import SpawnSpec, check_signal
+from ._streams import Duplex, Readable, Writable
+
+#: errors Node reports as an 'error' event (the rest it throws); SPEC makes every one an event.
+_EMFILE = (_errno.EMFILE, _errno.ENFILE)
+
+
+class ChildProcess(EventEmitter):
+    """A child process. Created by ``spawn()``/``fork()``/``exec*()``; not instantiated directly."""
+
+    def __init__(self) -> None:
+        EventEmitter.__init__(self)
+        self.pid: Optional[int] = None
+        self.exit_code: Optional[int] = None
+        self.signal_code: Optional[str] = None
+        self.killed = False
+        self.connected = False
+        self.channel: Any = None
+        self.spawnfile: Optional[str] = None
+        self.spawnargs: List[Any] = []
+        self.stdin: Optional[Writable] = None
+        self.stdout: Optional[Readable] = None
+        self.stderr: Optional[Readable] = None
+        self.stdio: List[Any] = []
+        self._loop: Optional[Loop] = None
+        self._watcher: Optional[ExitWatcher] = None
+        self._closes_needed = 1
+        self._closes_got = 0
+        self._closed = False
+        self._exited = False
+        self._timer: Optional[Timer] = None
+        self._abort_signal: Any = None
+        self._kill_signal = 15
+
+    def __repr__(self) -> str:
+        state = ("closed" if self._closed else "exited" if self._exited else
+                 "running" if self.pid else "failed")
+        return f"<ChildProcess pid={self.pid} {state} {self.spawnfile!r}>"
+
+    # -- starting ------------------------------------------------------------------------
+
+    def _spawn(self, spec: SpawnSpec) -> None:
+        loop = self._loop = get_loop()
+        self.spawnfile = spec.spawnfile
+        self.spawnargs = spec.spawnargs
+        self._kill_signal = spec.kill_signal
+        slots = spec.stdio
+        parent_ends: List[Tuple[int, str, int]] = []   # (index, kind, fd)
+        child_fds: List[int] = []
+        to_close: List[int] = []
+        try:
+            for index, slot in enumerate(slots):
+                kind = slot.kind
+                if kind == "pipe":
+                    if index in (1, 2):
+                        r, w = _spawn.make_pipe()
+                        parent_ends.append((index, "r", r))
+                        child_fds.append(w)
+                        to_close.append(w)
+                    else:
+                        a, b = _spawn.make_socketpair()
+                        parent_ends.append((index, "w" if index == 0 else "rw", a))
+                        child_fds.append(b)
+                        to_close.append(b)
+                elif kind == "ignore":
+                    child_fds.append(_spawn.FD_DEVNULL if index < 3 else _spawn.FD_CLOSED)
+                elif kind in ("inherit", "fd"):
+                    child_fds.append(slot.fd)
+                    if isinstance(slot.source, Readable):
+                        slot.source._used_as_stdio = True
+                        slot.source._io.stop_reading()
+                elif kind == "ipc":
+                    a, b = _spawn.make_socketpair()
+                    parent_ends.append((index, "ipc", a))
+                    child_fds.append(b)
+                    to_close.append(b)
+            for _, _, fd in parent_ends:
+                _spawn.set_nonblocking(fd)
+        except OSError as exc:
+            # EMFILE/ENFILE: nothing to wire up; report it as Node does, leak nothing.
+            for fd in to_close:
+                os.close(fd)
+            for _, _, fd in parent_ends:
+                os.close(fd)
+            self._fail(exc.errno or _errno.EMFILE, spec)
+            return
+
+        env = spec.env
+        if spec.ipc_index >= 0:
+            env = env + [b"NODE_CHANNEL_FD=%d" % spec.ipc_index,
+                         b"NODE_CHANNEL_SERIALIZATION_MODE=" + spec.serialization.encode()]
+        error = 0
+        try:
+            path = _spawn.find_executable(spec.file, spec.path_env, spec.cwd)
+            self.pid = _spawn.spawn(path, spec.args, env, spec.cwd, child_fds, spec.detached,
+                                    spec.uid, spec.gid)
+        except OSError as exc:
+            error = exc.errno or _errno.EINVAL
+        finally:
+            for fd in to_close:
+                os.close(fd)
+
+        self._wire_stdio(loop, len(slots), parent_ends, spec)
+        if error:
+            self._fail(error, spec)
+            return
+        self._watcher = ExitWatcher(loop, self.pid, self._on_exit)
+        if spec.timeout > 0:
+            self._timer = Timer(loop, self._on_timeout)
+            self._timer.unref()
+            self._timer.start(spec.timeout)
+        if spec.signal is not None:
+            self._abort_signal = spec.signal
+            if spec.signal.aborted:
+                loop.call_soon(self._on_abort)
+            else:
+                spec.signal.add_event_listener("abort", self._on_abort)
+        loop.call_soon(self.emit, "spawn")
+
+    def _wire_stdio(self, loop: Loop, count: int, parent_ends: list, spec: SpawnSpec) -> None:
+        stdio: List[Any] = [None] * count
+        for index, kind, fd in parent_ends:
+            if kind == "r":
+                stream: Any = Readable(loop, fd)
+            elif kind == "w":
+                stream = Writable(loop, fd)
+            elif kind == "rw":
+                stream = Duplex(loop, fd)
+            else:
+                self._setup_ipc(loop, fd, spec)
+                continue
+            stdio[index] = stream
+            if isinstance(stream, Readable):
+                self._closes_needed += 1
+                stream.on("close", self._maybe_close)
+        self.stdio = stdio
+        self.stdin = stdio[0] if count > 0 else None
+        self.stdout = stdio[1] if count > 1 else None
+        self.stderr = stdio[2] if count > 2 else None
+
+    def _setup_ipc(self, loop: Loop, fd: int, spec: SpawnSpec) -> None:
+        from ._ipc import attach_parent_channel
+        attach_parent_channel(self, loop, fd, spec.serialization)
+
+    def _fail(self, err: int, spec: SpawnSpec) -> None:
+        """A start that failed: 'error' next turn, then 'close' with the negative errno."""
+        loop = self._loop
+        self.pid = None
+        self._exited = True
+        self.exit_code = -err
+        message = f"spawn {spec.spawnfile} {errno_code(err)}"
+        if err == _errno.ENOENT and spec.cwd is not None and not os.path.isdir(spec.cwd):
+            message += f" (the cwd {os.fsdecode(spec.cwd)!r} does not exist)"
+        error = SpawnError(err, f"spawn {spec.spawnfile}", spec.spawnfile, spec.spawnargs[1:], message)
+        if self.stdin is not None:
+            self.stdin.destroy()
+
+        def report() -> None:
+            try:
+                self.emit("error", error)
+            finally:
+                self._exit_done()
+
+        loop.call_soon(report)
+
+    # -- ending --------------------------------------------------------------------------
+
+    def _on_exit(self, status: int) -> None:
+        self._exited = True
+        self.exit_code, self.signal_code = decode_status(status)
+        self._stop_guards()
+        if self.stdin is not None:
+            self.stdin.destroy()
+        self._loop.call_soon(self._exit_done)
+        self.emit("exit", self.exit_code, self.signal_code)
+
+    def _exit_done(self) -> None:
+        # Drain what nobody reads so that 'close' always comes (Node's flushStdio).
+        for stream in self.stdio:
+            if isinstance(stream, Readable):
+                if stream._used_as_stdio:
+                    # another child reads this pipe now; the parent's copy has no more use
+                    stream.destroy()
+                else:
+                    stream._flush_after_exit()
+        self._maybe_close()
+
+    def _stop_guards(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if self._abort_signal is not None:
+            self._abort_signal.remove_event_listener("abort", self._on_abort)
+            self._abort_signal = None
+
+    def _maybe_close(self) -> None:
+        self._closes_got += 1
+        if self._closes_got < self._closes_needed or self._closed:
+            return
+        if self.channel is not None and not getattr(self.channel, "closed", True):
+            return
+        self._closed = True
+        self.emit("close", self.exit_code, self.signal_code)
+
+    # -- timeout and abort ---------------------------------------------------------------
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if not self._exited:
+            self.kill(self._kill_signal)
+
+    def _on_abort(self) -> None:
+        signal = self._abort_signal
+        if self._exited or signal is None:
+            return
+        self._stop_guards()
+        self.kill(self._kill_signal)
+        self.emit("error", AbortError(cause=getattr(signal, "reason", None)))
+
+    # -- public methods --------------------------------------------------------------------
+
+    def kill(self, signal: Any = "SIGTERM") -> bool:
+        """Send ``signal`` (name or number; 0 probes). False once the child has exited."""
+        number = check_signal(signal, "signal", allow_zero=True)
+        watcher = self._watcher
+        if watcher is None or watcher.reaped:
+            return False
+        try:
+            watcher.send_signal(number)
+        except OSError as exc:
+            if exc.errno != _errno.ESRCH:
+                self.emit("error", errno_exception(exc.errno, "kill"))
+            return False
+        if number != 0:
+            self.killed = True
+        return True
+
+    def ref(self) -> None:
+        """Keep the loop (and so the program) running until this child ends (the default)."""
+        if self._watcher is not None:
+            self._watcher.ref()
+
+    def unref(self) -> None:
+        """Let the loop finish without waiting for this child."""
+        if self._watcher is not None:
+            self._watcher.unref()
+
+    def wait(self, timeout: Optional[float] = None) -> Tuple[Optional[int], Optional[str]]:
+        """Run the loop until this child has emitted 'close'; return (exit_code, signal_code).
+
+        With a timeout that expires, raise TimeoutError and leave the child running.
+        """
+        if not self._closed:
+            if timeout is not None and timeout < 0:
+                timeout = 0
+            done = self._loop.run_until(lambda: self._closed, -1 if timeout is None else timeout)
+            if not done and not self._closed:
+                if timeout is not None:
+                    raise TimeoutError(f"child {self.pid} still running after {timeout} s")
+                raise RuntimeError("the loop stopped before the child closed")
+        return self.exit_code, self.signal_code
+
+    def __await__(self):
+        from ._aio import await_close
+        return await_close(self).__await__()
+
+    def __enter__(self) -> "ChildProcess":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if not self._exited:
+            self.kill("SIGTERM")
+        if self._loop is not None and not self._closed:
+            for stream in self.stdio:
+                if isinstance(stream, Readable) and not stream._used_as_stdio:
+                    stream._flush_after_exit()
+            self.wait()
+
+
+# Names Node exposes for signals, for messages.
+__all__ = ["ChildProcess", "signal_name"]

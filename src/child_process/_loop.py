@@ -1,0 +1,195 @@
+"""The default loop of each thread, ``run()``, Node's "don't exit while handles remain" rule, and
+the watchers that learn of a child's exit.
+
+Exit is learnt from a pidfd where the kernel has them (Linux >= 5.3): the loop polls it like any
+descriptor and ``waitpid`` reaps exactly that child. Elsewhere a SIGCHLD handler wakes every loop,
+which polls its *own* children with ``waitpid(pid, WNOHANG)`` -- never ``waitpid(-1)``, which would
+steal the children of subprocess, asyncio or any other library.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import os
+import sys
+import threading
+from typing import Callable, Optional
+
+from . import _spawn
+from ._loop_core import IOWatcher, Loop, Ref, Timer  # noqa: F401  (re-exported for the package)
+
+_local = threading.local()
+_main_loop: Optional[Loop] = None
+
+#: How exits are watched: 'pidfd' or 'sigchld' (``CHILD_PROCESS_EXIT_WATCHER=sigchld`` forces
+#: the fallback, which is how the macOS path is tested on Linux).
+EXIT_WATCHER = "pidfd"
+if os.environ.get("CHILD_PROCESS_EXIT_WATCHER") == "sigchld" or not sys.platform.startswith("linux"):
+    EXIT_WATCHER = "sigchld"
+else:
+    try:
+        os.close(_spawn.pidfd_open(os.getpid()))
+    except OSError:
+        EXIT_WATCHER = "sigchld"
+
+
+def get_loop() -> Loop:
+    """This thread's loop, created on first use."""
+    loop = getattr(_local, "loop", None)
+    if loop is None:
+        global _main_loop
+        loop = _local.loop = Loop()
+        if threading.current_thread() is threading.main_thread():
+            _main_loop = loop
+    return loop
+
+
+def run() -> None:
+    """Run this thread's loop until no referenced handle (child, stream, timer) remains."""
+    get_loop().run()
+
+
+def _drain_at_exit() -> None:
+    # Node keeps a program running while referenced handles remain; so do we, at exit.
+    loop = _main_loop
+    if loop is not None and loop.alive() and threading.get_ident() == loop.owner:
+        loop.run()
+
+
+atexit.register(_drain_at_exit)
+
+
+def decode_status(status: int) -> tuple:
+    """(exit_code, signal_name) from a wait status; exactly one is not None."""
+    if os.WIFSIGNALED(status):
+        return None, signal_name(os.WTERMSIG(status))
+    return os.WEXITSTATUS(status), None
+
+
+def signal_name(signum: int) -> str:
+    import signal
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIG{signum}"
+
+
+class ExitWatcher:
+    """Calls ``on_exit(status)`` once the child ``pid`` has ended, and reaps it.
+
+    ``kill()`` goes through the pidfd (or plain ``kill`` before the reap, in the fallback), so a
+    pid that the system has handed to another process is never signalled.
+    """
+
+    __slots__ = ("loop", "pid", "pidfd", "on_exit", "_io", "_ref", "reaped")
+
+    def __init__(self, loop: Loop, pid: int, on_exit: Callable[[int], None]):
+        self.loop = loop
+        self.pid = pid
+        self.on_exit = on_exit
+        self.reaped = False
+        self.pidfd = -1
+        self._io = None
+        self._ref = None
+        if EXIT_WATCHER == "pidfd":
+            try:
+                self.pidfd = _spawn.pidfd_open(pid)
+            except OSError:
+                self.pidfd = -1
+        if self.pidfd >= 0:
+            self._io = IOWatcher(loop, self.pidfd, self._check)
+            self._io.start_reading()
+        else:
+            self._ref = Ref(loop)
+            self._ref.set_active(True)
+            _SigchldHub.for_loop(loop).add(self)
+
+    def _check(self) -> None:
+        """Reap the child if it has ended (a spurious wake-up is harmless)."""
+        if self.reaped:
+            return
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            # Someone else reaped our child (a waitpid(-1) elsewhere): its status is lost.
+            pid, status = self.pid, 0
+        except InterruptedError:
+            return
+        if pid == 0:
+            return
+        self._finish()
+        self.on_exit(status)
+
+    def _finish(self) -> None:
+        self.reaped = True
+        if self._io is not None:
+            self._io.stop()
+            self._io = None
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+        if self._ref is not None:
+            self._ref.set_active(False)
+            _SigchldHub.for_loop(self.loop).discard(self)
+
+    def send_signal(self, sig: int) -> None:
+        """Raises OSError (ESRCH once reaped)."""
+        if self.reaped:
+            raise OSError(errno.ESRCH, "process has been reaped")
+        if self.pidfd >= 0:
+            _spawn.pidfd_send_signal(self.pidfd, sig)
+        else:
+            os.kill(self.pid, sig)
+
+    def ref(self) -> None:
+        (self._io or self._ref).ref() if not self.reaped else None
+
+    def unref(self) -> None:
+        (self._io or self._ref).unref() if not self.reaped else None
+
+    def close(self) -> None:
+        """Forget the child without reaping (used only when the process object is discarded)."""
+        if not self.reaped:
+            self._finish()
+
+
+class _SigchldHub:
+    """Per-loop fallback: a wake-up pipe written by the SIGCHLD handler, and the loop's children."""
+
+    _hubs: dict = {}
+
+    def __init__(self, loop: Loop):
+        self.loop = loop
+        self.children: set = set()
+        self.rfd, self.wfd = _spawn.make_pipe()
+        _spawn.set_nonblocking(self.rfd)
+        _spawn.set_nonblocking(self.wfd)
+        _spawn.sigchld_add_wake_fd(self.wfd)
+        self.io = IOWatcher(loop, self.rfd, self._wake)
+        self.io.unref()   # the children's own Refs keep the loop alive, not this pipe
+        self.io.start_reading()
+
+    @classmethod
+    def for_loop(cls, loop: Loop) -> "_SigchldHub":
+        hub = getattr(loop, "_sigchld_hub", None)
+        if hub is None:
+            hub = loop._sigchld_hub = cls(loop)
+        return hub
+
+    def add(self, watcher: ExitWatcher) -> None:
+        self.children.add(watcher)
+        # the child may have ended before the handler knew of this loop: look once now
+        self.loop.call_soon(watcher._check)
+
+    def discard(self, watcher: ExitWatcher) -> None:
+        self.children.discard(watcher)
+
+    def _wake(self) -> None:
+        try:
+            while os.read(self.rfd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        for watcher in list(self.children):
+            watcher._check()

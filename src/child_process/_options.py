@@ -1,0 +1,256 @@
+"""Every option is checked here, with Node's error codes, before anything is opened or started.
+
+The result is a plain ``SpawnSpec``: the layers below never validate again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal as _signal
+from typing import Any, List, Optional
+
+from ._errors import (NodeTypeError, NodeValueError, invalid_arg_type, invalid_arg_value,
+                      out_of_range)
+
+_STDIO_NAMES = ("pipe", "overlapped", "ignore", "inherit")
+_SERIALIZATIONS = ("json", "advanced", "pickle")
+IPC_ENV_KEYS = (b"NODE_CHANNEL_FD", b"NODE_CHANNEL_SERIALIZATION_MODE")
+
+
+class StdioSlot:
+    """What one child descriptor is: ``kind`` is 'pipe', 'ignore', 'inherit', 'fd' or 'ipc'."""
+
+    __slots__ = ("kind", "fd", "source")
+
+    def __init__(self, kind: str, fd: int = -1, source: Any = None):
+        self.kind = kind
+        self.fd = fd            # for 'fd': the parent's descriptor
+        self.source = source    # for 'fd': the object it came from (one of our streams, a file)
+
+    def __repr__(self) -> str:
+        return f"StdioSlot({self.kind!r}, {self.fd})"
+
+
+class SpawnSpec:
+    """A validated, normalised spawn request."""
+
+    __slots__ = ("file", "args", "spawnfile", "spawnargs", "env", "path_env", "cwd", "stdio",
+                 "detached", "uid", "gid", "serialization", "timeout", "kill_signal", "signal",
+                 "ipc_index")
+
+    def __init__(self) -> None:
+        self.ipc_index = -1
+
+
+# -- scalar validators ---------------------------------------------------------------------
+
+def check_string(value: Any, name: str, *, allow_bytes: bool = False) -> str:
+    """A str or PathLike (or bytes if allowed) without NUL; returned as a str or bytes."""
+    if isinstance(value, str):
+        pass
+    elif allow_bytes and isinstance(value, (bytes, bytearray)):
+        value = bytes(value)
+    elif isinstance(value, os.PathLike):
+        value = os.fspath(value)
+        if isinstance(value, bytes) and not allow_bytes:
+            value = os.fsdecode(value)
+    else:
+        kinds = "of type string, bytes or os.PathLike" if allow_bytes else "of type string or os.PathLike"
+        raise invalid_arg_type(name, kinds, value)
+    if ("\0" in value) if isinstance(value, str) else (b"\0" in value):
+        raise invalid_arg_value(name, value, "must be a string without null bytes")
+    return value
+
+
+def to_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else os.fsencode(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise invalid_arg_type(name, "of type boolean", value)
+    return value
+
+
+def check_id(value: Any, name: str) -> int:
+    """uid/gid: None (unchanged) or a non-negative int32."""
+    if value is None:
+        return -1
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid_arg_type(name, "of type int", value)
+    if not 0 <= value <= 0x7FFFFFFF:
+        raise out_of_range(name, ">= 0 && <= 2147483647", value)
+    return value
+
+
+def check_timeout(value: Any, name: str = "timeout") -> float:
+    """Seconds; None or 0 mean no timeout. Returns 0.0 for none."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise invalid_arg_type(name, "of type number", value)
+    if value != value or value < 0:
+        raise out_of_range(name, "a non-negative number", value)
+    return float(value)
+
+
+_SIGNAL_NUMBERS = {s.name: int(s) for s in _signal.Signals}
+_VALID_NUMBERS = {int(s) for s in _signal.Signals}
+_NSIG = getattr(_signal, "NSIG", 65)
+
+
+def check_signal(value: Any, name: str = "signal", *, allow_zero: bool = False) -> int:
+    """A signal name (any case) or number -> its number; unknown -> ERR_UNKNOWN_SIGNAL."""
+    if isinstance(value, str):
+        number = _SIGNAL_NUMBERS.get(value.upper())
+        if number is None or number == 0 and not allow_zero:
+            raise NodeTypeError("ERR_UNKNOWN_SIGNAL", f"Unknown signal: {value}")
+        return number
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value == 0 and allow_zero:
+            return 0
+        if value in _VALID_NUMBERS or 0 < value < _NSIG:
+            return int(value)
+        raise NodeTypeError("ERR_UNKNOWN_SIGNAL", f"Unknown signal: {value}")
+    raise invalid_arg_type(name, "of type string or number", value)
+
+
+def check_abort_signal(value: Any, name: str = "options.signal") -> Any:
+    if value is None:
+        return None
+    if not (hasattr(value, "aborted") and hasattr(value, "add_event_listener")):
+        raise invalid_arg_type(name, "an instance of AbortSignal", value)
+    return value
+
+
+def check_serialization(value: Any) -> str:
+    if value not in _SERIALIZATIONS:
+        raise invalid_arg_value("options.serialization", value,
+                                "must be one of: 'json', 'advanced', 'pickle'")
+    return value
+
+
+# -- compound options ------------------------------------------------------------------------
+
+def build_env(env: Any, *, strip_ipc: bool = False) -> List[bytes]:
+    """``KEY=VALUE`` byte strings for the child; None means the parent's environment now."""
+    if env is None:
+        items = os.environb.items()
+    else:
+        if not hasattr(env, "items"):
+            raise invalid_arg_type("options.env", "of type dict", env)
+        items = []
+        for key, value in env.items():
+            if value is None:
+                continue
+            k = to_bytes(check_string(key, "options.env key", allow_bytes=True))
+            if b"=" in k:
+                raise invalid_arg_value("options.env key", key, "must not contain '='")
+            v = to_bytes(check_string(value, f"options.env['{key}']", allow_bytes=True))
+            items.append((k, v))
+    if strip_ipc:
+        return [k + b"=" + v for k, v in items if k not in IPC_ENV_KEYS]
+    return [k + b"=" + v for k, v in items]
+
+
+def path_of(envp: List[bytes]) -> Optional[bytes]:
+    for entry in envp:
+        if entry.startswith(b"PATH="):
+            return entry[5:]
+    return None
+
+
+def normalize_stdio(stdio: Any, *, sync: bool = False) -> List[StdioSlot]:
+    """Node's stdio rules: a name for 0-2, or a list (padded to 3 with pipes; None = default)."""
+    if stdio is None:
+        stdio = "pipe"
+    if isinstance(stdio, str):
+        if stdio not in _STDIO_NAMES:
+            raise invalid_arg_value("stdio", stdio)
+        stdio = [stdio] * 3
+    elif not isinstance(stdio, (list, tuple)):
+        raise invalid_arg_value("stdio", stdio)
+    slots: List[StdioSlot] = []
+    saw_ipc = False
+    for index, item in enumerate(list(stdio) + [None] * max(0, 3 - len(stdio))):
+        if item is None:
+            slots.append(StdioSlot("pipe" if index < 3 else "ignore"))
+        elif isinstance(item, str):
+            if item in ("pipe", "overlapped"):
+                slots.append(StdioSlot("pipe"))
+            elif item == "ignore":
+                slots.append(StdioSlot("ignore"))
+            elif item == "inherit":
+                slots.append(StdioSlot("inherit", index) if index < 3 else StdioSlot("ignore"))
+            elif item == "ipc":
+                if sync:
+                    raise NodeValueError("ERR_IPC_SYNC_FORK", "IPC cannot be used with synchronous forks")
+                if saw_ipc:
+                    raise NodeValueError("ERR_IPC_ONE_PIPE", "Child process can have only one IPC pipe")
+                saw_ipc = True
+                slots.append(StdioSlot("ipc"))
+            else:
+                raise invalid_arg_value("stdio", item)
+        elif isinstance(item, bool):
+            raise invalid_arg_value("stdio", item)
+        elif isinstance(item, int):
+            if item < 0:
+                raise invalid_arg_value("stdio", item)
+            slots.append(StdioSlot("fd", item))
+        elif hasattr(item, "fileno"):
+            try:
+                fd = item.fileno()
+            except (OSError, ValueError) as exc:
+                raise invalid_arg_value("stdio", item, f"has no usable descriptor ({exc})") from None
+            if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+                raise invalid_arg_value("stdio", item)
+            slots.append(StdioSlot("fd", fd, item))
+        else:
+            raise invalid_arg_value("stdio", item)
+    return slots
+
+
+def normalize_spawn(command: Any, args: Any, *, cwd: Any = None, env: Any = None,
+                    argv0: Any = None, stdio: Any = "pipe", detached: Any = False,
+                    uid: Any = None, gid: Any = None, serialization: Any = "json",
+                    shell: Any = False, signal: Any = None, timeout: Any = None,
+                    kill_signal: Any = "SIGTERM", sync: bool = False) -> SpawnSpec:
+    """Validate spawn()'s arguments (Node's order and codes) into a SpawnSpec."""
+    file = check_string(command, "file")
+    if not file:
+        raise invalid_arg_value("file", file, "cannot be empty")
+    if args is None:
+        args = ()
+    if not isinstance(args, (list, tuple)):
+        raise invalid_arg_type("args", "an instance of list or tuple", args)
+    arglist = [check_string(a, f"args[{i}]", allow_bytes=True) for i, a in enumerate(args)]
+
+    spec = SpawnSpec()
+    spec.cwd = None if cwd is None else to_bytes(check_string(cwd, "options.cwd", allow_bytes=True))
+    spec.detached = check_bool(detached, "options.detached")
+    spec.uid = check_id(uid, "options.uid")
+    spec.gid = check_id(gid, "options.gid")
+    spec.serialization = check_serialization(serialization)
+    spec.timeout = check_timeout(timeout)
+    spec.kill_signal = check_signal(kill_signal, "options.killSignal")
+    spec.signal = check_abort_signal(signal)
+    if argv0 is not None:
+        argv0 = check_string(argv0, "options.argv0", allow_bytes=True)
+    if not isinstance(shell, (bool, str)) and not isinstance(shell, os.PathLike):
+        raise invalid_arg_type("options.shell", "of type boolean or string", shell)
+    spec.stdio = normalize_stdio(stdio, sync=sync)
+    for index, slot in enumerate(spec.stdio):
+        if slot.kind == "ipc":
+            spec.ipc_index = index
+
+    if shell:
+        line = " ".join([file] + [os.fsdecode(a) if isinstance(a, bytes) else a for a in arglist])
+        file = "/bin/sh" if shell is True else check_string(shell, "options.shell")
+        arglist = ["-c", line]
+    spec.spawnfile = file
+    spec.spawnargs = [argv0 if argv0 is not None else file] + arglist
+    spec.file = to_bytes(file)
+    spec.args = [to_bytes(a) for a in spec.spawnargs]
+    spec.env = build_env(env, strip_ipc=spec.ipc_index >= 0)
+    spec.path_env = path_of(spec.env) if env is not None else os.environb.get(b"PATH")
+    return spec

@@ -1,0 +1,431 @@
+"""Readable and Writable streams over a child's pipe, driven by the loop's fd watchers.
+
+They follow Node's stream events ('data', 'end', 'close', 'error', 'drain', 'finish') with the
+semantics a child's pipes need: a readable stream reads only once someone consumes it (a 'data'
+listener, ``resume()``, ``pipe()``, ``async for``), so an unread pipe applies backpressure to the
+child instead of filling the parent's memory; a writable stream accepts everything but says
+``False`` above its high-water mark so producers can wait for 'drain'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import errno as _errno
+import os
+import socket
+from collections import deque
+from typing import Any, Callable, Optional
+
+from . import _io
+from ._errors import NodeTypeError, NodeValueError, errno_exception, invalid_arg_type
+from ._events import EventEmitter
+from ._loop import IOWatcher, Loop
+
+READ_SIZE = 64 * 1024
+HIGH_WATER_MARK = 16 * 1024
+
+
+class _FdStream(EventEmitter):
+    """A descriptor owned by a stream: closed exactly once, when every side is done."""
+
+    def __init__(self, loop: Loop, fd: int, *, readable: bool, writable: bool, is_socket: bool):
+        EventEmitter.__init__(self)
+        self._loop = loop
+        self._fd = fd
+        self._is_socket = is_socket
+        self._io = IOWatcher(loop, fd, self._on_readable if readable else None,
+                             self._on_writable if writable else None)
+        self._read_done = not readable
+        self._write_done = not writable
+        self.destroyed = False
+        self.closed = False
+        self._used_as_stdio = False
+
+    def fileno(self) -> int:
+        if self._fd < 0:
+            raise ValueError("I/O operation on a closed stream")
+        return self._fd
+
+    def ref(self) -> "_FdStream":
+        self._io.ref()
+        return self
+
+    def unref(self) -> "_FdStream":
+        self._io.unref()
+        return self
+
+    def destroy(self, error: Optional[BaseException] = None) -> "_FdStream":
+        """Close now, dropping anything unread or unwritten; 'error' (if given), then 'close'."""
+        if self.destroyed:
+            return self
+        self.destroyed = True
+        self._read_done = self._write_done = True
+        self._on_destroy(error)
+        if error is not None:
+            self._loop.call_soon(self._emit_error, error)
+        self._close_fd()
+        return self
+
+    def _on_destroy(self, error: Optional[BaseException]) -> None:
+        pass
+
+    def _emit_error(self, error: BaseException) -> None:
+        self.emit("error", error)
+
+    def _maybe_close(self) -> None:
+        if self._read_done and self._write_done:
+            self._close_fd()
+
+    def _close_fd(self) -> None:
+        if self._fd < 0:
+            return
+        self._io.stop()
+        fd, self._fd = self._fd, -1
+        os.close(fd)
+        self._loop.call_soon(self._emit_close)
+
+    def _emit_close(self) -> None:
+        self.closed = True
+        self.emit("close")
+
+    def _on_readable(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def _on_writable(self) -> None:  # pragma: no cover - overridden
+        pass
+
+
+class Readable(_FdStream):
+    """The parent's end of a pipe the child writes to (stdout, stderr, extra pipes)."""
+
+    def __init__(self, loop: Loop, fd: int, *, is_socket: bool = False, _writable: bool = False):
+        _FdStream.__init__(self, loop, fd, readable=True, writable=_writable, is_socket=is_socket)
+        self.readable = True
+        self.readable_ended = False
+        self._flowing: Optional[bool] = None     # None: nobody has asked for data yet
+        self._decoder: Any = None
+        self.readable_encoding: Optional[str] = None
+        self._async_readers: Optional[deque] = None
+
+    # -- consumer API --------------------------------------------------------------------
+
+    def set_encoding(self, encoding: Optional[str]) -> "Readable":
+        """Emit str chunks; a character split across reads is decoded whole."""
+        if encoding is None or encoding == "buffer":
+            self._decoder, self.readable_encoding = None, None
+        else:
+            try:
+                self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+            except LookupError:
+                raise NodeTypeError("ERR_UNKNOWN_ENCODING", f"Unknown encoding: {encoding}") from None
+            self.readable_encoding = encoding
+        return self
+
+    def pause(self) -> "Readable":
+        self._flowing = False
+        self._io.stop_reading()
+        return self
+
+    def resume(self) -> "Readable":
+        self._flowing = True
+        if not self._read_done and self._fd >= 0 and not self._used_as_stdio:
+            self._io.start_reading()
+        return self
+
+    def is_paused(self) -> bool:
+        return self._flowing is False
+
+    @property
+    def readable_flowing(self) -> Optional[bool]:
+        return self._flowing
+
+    def pipe(self, destination: Any, end: bool = True) -> Any:
+        """Forward every chunk to ``destination.write``, honouring its backpressure."""
+        def on_data(chunk: Any) -> None:
+            if destination.write(chunk) is False:
+                self.pause()
+                destination.once("drain", self.resume)
+
+        self.on("data", on_data)
+        if end:
+            self.once("end", destination.end)
+        self.resume()
+        return destination
+
+    def _listener_added(self, event: Any) -> None:
+        if event == "data" and self._flowing is not False:
+            self.resume()
+
+    # -- the loop side ---------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        try:
+            chunk = _io.read_chunk(self._fd, READ_SIZE)
+        except OSError as exc:
+            if exc.errno == _errno.ECONNRESET:
+                chunk = b""
+            else:
+                self.destroy(errno_exception(exc.errno, "read"))
+                return
+        if chunk is None:
+            return
+        if not chunk:
+            self._on_eof()
+            return
+        if self._decoder is not None:
+            chunk = self._decoder.decode(chunk)
+            if not chunk:
+                return
+        self._deliver(chunk)
+
+    def _deliver(self, chunk: Any) -> None:
+        if self._async_readers is not None:
+            self._async_readers.append(chunk)
+            self._wake_async()
+        self.emit("data", chunk)
+
+    def _on_eof(self) -> None:
+        self._io.stop_reading()
+        self.readable = False
+        if self._decoder is not None:
+            tail = self._decoder.decode(b"", True)
+            if tail:
+                self._deliver(tail)
+        self.readable_ended = True
+        self._read_done = True
+        if self._async_readers is not None:
+            self._wake_async()
+        self.emit("end")
+        self._maybe_close()
+
+    def _on_destroy(self, error: Optional[BaseException]) -> None:
+        self.readable = False
+        self._io.stop_reading()
+        if self._async_readers is not None:
+            self._async_error = error
+            self._wake_async()
+
+    def _flush_after_exit(self) -> None:
+        """The child has exited: drain what nobody reads so 'close' can come (Node's flushStdio)."""
+        if not self._read_done and not self._used_as_stdio and self._async_readers is None:
+            self.resume()
+
+    # -- async iteration (driven by the loop that owns this stream) ------------------------
+
+    def __aiter__(self) -> "Readable":
+        if self._async_readers is None:
+            self._async_readers = deque()
+            self._async_waiter: Optional[asyncio.Future] = None
+            self._async_error: Optional[BaseException] = None
+            self.resume()
+        return self
+
+    def _wake_async(self) -> None:
+        waiter = self._async_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def __anext__(self) -> Any:
+        while True:
+            readers = self._async_readers
+            if readers:
+                if len(readers) > 8 and self._flowing:
+                    self.pause()
+                chunk = readers.popleft()
+                if not readers and self._flowing is False and not self._read_done:
+                    self.resume()
+                return chunk
+            if self._async_error is not None:
+                raise self._async_error
+            if self._read_done:
+                raise StopAsyncIteration
+            self.resume()
+            self._async_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await _drive(self._loop, self._async_waiter)
+            finally:
+                self._async_waiter = None
+
+
+async def _drive(loop: Loop, future: "asyncio.Future") -> None:
+    """Wait for ``future`` while making sure our loop runs (until asyncio drives it natively)."""
+    from ._aio import drive_until
+    await drive_until(loop, future)
+
+
+class Writable(_FdStream):
+    """The parent's end of a pipe the child reads from (stdin)."""
+
+    def __init__(self, loop: Loop, fd: int, *, is_socket: bool = True, _readable: bool = False):
+        _FdStream.__init__(self, loop, fd, readable=_readable, writable=True, is_socket=is_socket)
+        self.writable = True
+        self.writable_ended = False
+        self.writable_finished = False
+        self.writable_high_water_mark = HIGH_WATER_MARK
+        self._queue: deque = deque()
+        self._queued = 0
+        self._need_drain = False
+        self._swallow_epipe = True   # a child's stdin: EPIPE without a listener is not a crash
+
+    @property
+    def writable_length(self) -> int:
+        return self._queued
+
+    @property
+    def writable_need_drain(self) -> bool:
+        return self._need_drain
+
+    def write(self, data: Any, callback: Optional[Callable] = None) -> bool:
+        """Queue ``data``; False when the backlog is above the high-water mark (wait for 'drain')."""
+        if isinstance(data, str):
+            data = data.encode()
+        elif not isinstance(data, (bytes, bytearray, memoryview)):
+            raise invalid_arg_type("chunk", "of type string or bytes-like", data)
+        if self.writable_ended or self.destroyed:
+            code, text = (("ERR_STREAM_WRITE_AFTER_END", "write after end") if self.writable_ended
+                          else ("ERR_STREAM_DESTROYED", "Cannot call write after a stream was destroyed"))
+            err = NodeValueError(code, text)
+            if callback is not None:
+                self._loop.call_soon(callback, err)
+            self._loop.call_soon(self._emit_error, err)
+            return False
+        if not self._queue and len(data):
+            try:
+                written = _io.write_some(self._fd, data, self._is_socket)
+            except OSError as exc:
+                self._write_failed(exc, callback)
+                return False
+            if written == len(data):
+                if callback is not None:
+                    self._loop.call_soon(callback, None)
+                return True
+            data = memoryview(data)[written:]
+            self._io.start_writing()
+        elif not len(data):
+            if callback is not None:
+                self._loop.call_soon(callback, None)
+            return self._queued < self.writable_high_water_mark
+        self._queue.append((data, callback))
+        self._queued += len(data)
+        if self._queued >= self.writable_high_water_mark:
+            self._need_drain = True
+            return False
+        return True
+
+    async def drain(self) -> None:
+        """Wait until the backlog is below the high-water mark (asyncio)."""
+        if self._queued < self.writable_high_water_mark or self.destroyed:
+            return
+        future = asyncio.get_running_loop().create_future()
+
+        def done(*_: Any) -> None:
+            if not future.done():
+                future.set_result(None)
+
+        self.once("drain", done)
+        self.once("close", done)
+        await _drive(self._loop, future)
+
+    def end(self, data: Any = None, callback: Optional[Callable] = None) -> "Writable":
+        """Write ``data`` (if any), then close once everything queued is flushed: 'finish'."""
+        if data is not None:
+            self.write(data)
+        if callback is not None:
+            self.once("finish", callback)
+        if self.writable_ended:
+            return self
+        self.writable_ended = True
+        if not self._queue and not self.destroyed:
+            self._loop.call_soon(self._finish)
+        return self
+
+    def _on_writable(self) -> None:
+        queue = self._queue
+        while queue:
+            data, callback = queue[0]
+            try:
+                written = _io.write_some(self._fd, data, self._is_socket)
+            except OSError as exc:
+                self._write_failed(exc, None)
+                return
+            if written == 0:
+                return
+            self._queued -= written
+            if written < len(data):
+                queue[0] = (memoryview(data)[written:], callback)
+                continue
+            queue.popleft()
+            if callback is not None:
+                callback(None)
+        self._io.stop_writing()
+        if self._need_drain:
+            self._need_drain = False
+            self.emit("drain")
+        if self.writable_ended:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.writable_finished or self.destroyed:
+            return
+        self.writable = False
+        self.writable_finished = True
+        self._write_done = True
+        if not self._read_done:
+            try:
+                _shutdown_write(self._fd)
+            except OSError:
+                pass
+        self.emit("finish")
+        self._maybe_close()
+
+    def _write_failed(self, exc: OSError, callback: Optional[Callable]) -> None:
+        err = errno_exception(exc.errno, "write")
+        callbacks = [cb for _, cb in self._queue if cb is not None]
+        if callback is not None:
+            callbacks.append(callback)
+        self._queue.clear()
+        self._queued = 0
+        for cb in callbacks:
+            self._loop.call_soon(cb, err)
+        quiet = (self._swallow_epipe and exc.errno in (_errno.EPIPE, _errno.ECONNRESET)
+                 and not self.listener_count("error"))
+        self.destroy(None if quiet else err)
+
+    def _on_destroy(self, error: Optional[BaseException]) -> None:
+        self.writable = False
+        self._io.stop_writing()
+        if self._queue:
+            pending = [cb for _, cb in self._queue if cb is not None]
+            self._queue.clear()
+            self._queued = 0
+            err = error or NodeValueError("ERR_STREAM_DESTROYED", "stream destroyed before flush")
+            for cb in pending:
+                self._loop.call_soon(cb, err)
+
+
+def _shutdown_write(fd: int) -> None:
+    s = socket.socket(fileno=fd)
+    try:
+        s.shutdown(socket.SHUT_WR)
+    finally:
+        s.detach()
+
+
+class Duplex(Readable, Writable):
+    """An extra pipe (fd 3 and up): an AF_UNIX socket pair, readable and writable like Node's."""
+
+    def __init__(self, loop: Loop, fd: int):
+        Readable.__init__(self, loop, fd, is_socket=True, _writable=True)
+        self.writable = True
+        self.writable_ended = False
+        self.writable_finished = False
+        self.writable_high_water_mark = HIGH_WATER_MARK
+        self._queue = deque()
+        self._queued = 0
+        self._need_drain = False
+        self._swallow_epipe = True
+
+    def _on_destroy(self, error: Optional[BaseException]) -> None:
+        Readable._on_destroy(self, error)
+        Writable._on_destroy(self, error)

@@ -1,0 +1,103 @@
+"""Every test that spawns is checked for leaks: no descriptor, no child (zombie or alive) and no
+referenced loop handle may outlive it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+
+import pytest
+
+import child_process
+from child_process._loop import get_loop
+
+NODE = shutil.which("node")
+
+
+def open_fds() -> set:
+    return set(int(n) for n in os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
+
+
+def fd_details(fds: set) -> dict:
+    out = {}
+    for fd in fds:
+        try:
+            out[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            out[fd] = "?"
+    return out
+
+
+def my_children() -> dict:
+    """pid -> state letter for every process whose parent is this process."""
+    me = os.getpid()
+    found = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        rest = stat[stat.rfind(")") + 2:].split()
+        if len(rest) > 1 and int(rest[1]) == me:
+            found[int(name)] = rest[0]
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request):
+    """Fail a test that leaves a descriptor, a child process or a live loop handle behind."""
+    if request.node.get_closest_marker("no_leak_check"):
+        yield
+        return
+    before_fds = open_fds()
+    before_children = set(my_children())
+    yield
+    loop = get_loop()
+    deadline = time.monotonic() + 5.0
+    while True:
+        # let callbacks already queued (a 'close' on the next turn) run
+        for _ in range(5):
+            if loop.has_ready:
+                loop.run_once(0)
+        leaked_fds = open_fds() - before_fds
+        leaked_children = {p: s for p, s in my_children().items() if p not in before_children}
+        alive = loop.refs > 0
+        if not leaked_fds and not leaked_children and not alive:
+            return
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    problems = []
+    if leaked_fds:
+        problems.append(f"leaked descriptors: {fd_details(leaked_fds)}")
+    if leaked_children:
+        problems.append(f"leaked children (pid: state): {leaked_children}")
+    if alive:
+        problems.append(f"the loop still has {loop.refs} referenced handle(s)")
+    # clean up so one failure does not cascade into every later test
+    for pid in leaked_children:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
+    pytest.fail("; ".join(problems))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "no_leak_check: skip the descriptor/child leak check")
+    config.addinivalue_line("markers", "node: needs the node binary")
+
+
+def python_child(code: str) -> list:
+    """argv running ``code`` in a fresh Python (for children with precise behaviour)."""
+    return [sys.executable, "-c", code]
