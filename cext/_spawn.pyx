@@ -291,9 +291,13 @@ def make_socketpair():
     return fds[0], fds[1]
 
 
-def set_nonblocking(int fd):
+def set_nonblocking(int fd, bint on=True):
+    """O_NONBLOCK on (parent ends) or off (descriptors a child's stdio 0-2 will share)."""
     cdef int flags = fcntl(fd, F_GETFL)
-    if flags < 0 or fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0:
+    if flags < 0:
+        raise OSError(errno, "fcntl")
+    cdef int wanted = (flags | O_NONBLOCK) if on else (flags & ~O_NONBLOCK)
+    if wanted != flags and fcntl(fd, F_SETFL, wanted) < 0:
         raise OSError(errno, "fcntl")
 
 

@@ -86,6 +86,10 @@ class ChildProcess(EventEmitter):
                     if isinstance(slot.source, Readable):
                         slot.source._used_as_stdio = True
                         slot.source._io.stop_reading()
+                    if index < 3 and kind == "fd":
+                        # the child shares the open file description: its stdio must block
+                        # (Node does the same); our own stream stops reading it anyway
+                        _spawn.set_nonblocking(slot.fd, False)
                 elif kind == "ipc":
                     a, b = _spawn.make_socketpair()
                     parent_ends.append((index, "ipc", a))
