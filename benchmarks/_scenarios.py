@@ -67,10 +67,12 @@ class Result:
 class Scenario:
     unit = "s"  # the value of every row is seconds per operation (lower is better)
 
-    def __init__(self, name, title, measure, rows, jobs, reference, quick, full, notes=()):
+    def __init__(self, name, title, measure, rows, jobs, reference, quick, full, notes=(),
+                 axis=None):
         self.name = name
         self.title = title
         self.measure = measure      # e.g. "time per spawn"
+        self.axis = axis or measure  # the plot's axis label (short)
         self.rows = rows
         self.jobs = jobs
         self.reference = reference  # key of the C reference row
@@ -104,7 +106,7 @@ class Scenario:
         cfg = result.cfg
         return (f"{self.measure[0].upper()}{self.measure[1:]}; {result.rounds} rounds, each "
                 f"timing up to {cfg['n']} operations (at most {cfg['budget']:g} s) after "
-                f"{cfg['warmup']} warm-up ones, implementations alternating round by round; "
+                f"{_warmup(cfg)}, implementations alternating round by round; "
                 f"median / min / max over the rounds.")
 
     def table(self, result):
@@ -150,13 +152,14 @@ class Scenario:
                 color=[_COLORS[r.kind] for r in rows], capsize=3)
         ax.set_yticks(ys)
         ax.set_yticklabels([r.label for r in rows], fontsize=8)
-        for y, m in zip(ys, meds):
+        his = [result.stats(r.key)[2] for r in rows]
+        for y, m, hi in zip(ys, meds, his):
             text = fmt_time(m) + (f"  {fmt_ratio(m / ref_median)}" if ref_median else "")
-            ax.text(m / scale, y, "  " + text, va="center", fontsize=8)
+            ax.text(hi / scale, y, "  " + text, va="center", fontsize=8)
         if ref_median:
             ax.axvline(ref_median / scale, color="black", linestyle=":", linewidth=1)
-        ax.set_xlabel(f"{self.measure} ({unit}); bars: median, whiskers: min–max")
-        ax.set_xlim(0, max(m / scale for m in meds) * 1.35)
+        ax.set_xlabel(f"{self.axis} ({unit}); bars: median, whiskers: min–max")
+        ax.set_xlim(0, max(his) / scale * 1.3)
         ax.set_title(f"{self.name}: {self.title}", fontsize=10)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
@@ -173,7 +176,7 @@ class BigParentScenario(Scenario):
         return (f"{self.measure[0].upper()}{self.measure[1:]} from a small parent and from a "
                 f"parent holding {fmt_bytes(cfg['hold'])} of touched memory; "
                 f"{result.rounds} rounds, each timing up to {cfg['n']} spawns (at most "
-                f"{cfg['budget']:g} s) after {cfg['warmup']} warm-up ones, implementations "
+                f"{cfg['budget']:g} s) after {_warmup(cfg)}, implementations "
                 f"alternating round by round; median / min / max over the rounds. "
                 f"\"vs small parent\" is the big parent's median over the same "
                 f"implementation's small-parent median.")
@@ -202,14 +205,16 @@ class BigParentScenario(Scenario):
 
     def footer(self, result, ref):
         lines = super().footer(result, ref and ref.split("/", 1)[0])
-        rss = []
+        rss = {}
         for row in self.rows:
             info = result.info.get(row.key + "/big") or {}
             if info.get("rss"):
-                rss.append(f"{row.label.split(' (')[0]} {fmt_bytes(info['rss'])}")
+                who = {"c": "C program", "node": "Node script"}.get(row.key, "Python worker")
+                rss.setdefault(who, info["rss"])
         if rss:
             lines += ([""] if not lines else []) + [
-                "- Resident size of the big parents: " + "; ".join(rss) + "."]
+                "- Resident size of the big parents: "
+                + "; ".join(f"{who} {fmt_bytes(n)}" for who, n in rss.items()) + "."]
         return lines
 
     def plot(self, result, path, plt):
@@ -232,7 +237,7 @@ class BigParentScenario(Scenario):
         ax.set_yticks(ys)
         ax.set_yticklabels([r.label for r in rows], fontsize=8)
         ax.set_xlim(min(small + big) / 2, max(small + big) * 8)
-        ax.set_xlabel(f"{self.measure} (ms, log scale); label: big parent, growth vs small")
+        ax.set_xlabel(f"{self.axis} (ms, log scale); label: big parent, growth vs small")
         ax.legend(fontsize=8, loc="lower right")
         ax.set_title(f"{self.name}: {self.title}", fontsize=10)
         fig.tight_layout()
@@ -252,6 +257,11 @@ def _plot_scale(largest):
     return 1e-6, "µs"
 
 
+def _warmup(cfg):
+    n = cfg["warmup"]
+    return f"{n} untimed warm-up operation" + ("" if n == 1 else "s")
+
+
 def _cell(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -260,7 +270,7 @@ def _params(probe, cfg, **extra):
     """Common parameters: a probe is a tiny run that only checks the implementation works."""
     p = {"n": cfg["n"], "warmup": cfg["warmup"], "budget": cfg["budget"]}
     if probe:
-        p.update(n=2, warmup=0, budget=cfg["budget"])
+        p.update(n=2, warmup=0, budget=cfg["budget"], limit=20)
     p.update(extra)
     return p
 
@@ -347,7 +357,7 @@ SPAWN_BIGPARENT = BigParentScenario(
         NodeJob("node big parent", "node/big", "spawn_seq.js", _big, _node_seq("ignore")),
     ],
     reference="c",
-    quick={"rounds": 3, "n": 100, "warmup": 2, "budget": 1.0, "hold": 2 * GiB},
+    quick={"rounds": 5, "n": 100, "warmup": 2, "budget": 1.0, "hold": 2 * GiB},
     full={"rounds": 5, "n": 300, "warmup": 2, "budget": 3.0, "hold": 8 * GiB},
     notes=["One process per parent kind per round: the C program and the Node script each "
            "hold the memory themselves; one Python worker holds it (a touched `bytearray`) and "
@@ -370,6 +380,7 @@ CONCURRENT200 = Scenario(
     name="concurrent200",
     title="200 concurrent `/bin/true` with stdout piped",
     measure="time per batch of 200 (all started, then all waited for)",
+    axis="time per batch of 200",
     rows=[
         Row("c", "C posix_spawn ×200 + read to EOF + waitpid", "c"),
         Row("popen", "subprocess.Popen ×200 + communicate()", "peer"),

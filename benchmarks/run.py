@@ -43,6 +43,7 @@ in well under 2 minutes on a 2-core VM; the full run takes about 5 minutes.
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -178,11 +179,9 @@ def machine_summary(tools):
 
 
 def child_process_status():
-    code = ("import child_process as m; "
-            "print(getattr(m, '__version__', '?'), m.__file__, "
-            "'spawn' if hasattr(m, 'spawn') else 'no spawn', "
-            "'spawn_sync' if hasattr(m, 'spawn_sync') else 'no spawn_sync', "
-            "'run' if hasattr(m, 'run') else 'no run')")
+    code = ("import json, child_process as m; "
+            "print(json.dumps([getattr(m, '__version__', '?'), m.__file__] + "
+            "[n for n in ('spawn', 'spawn_sync', 'run') if hasattr(m, n)]))")
     try:
         proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, timeout=60)
@@ -191,8 +190,11 @@ def child_process_status():
     if proc.returncode != 0:
         err = proc.stderr.strip().splitlines()
         return "not importable (" + (err[-1] if err else "no message") + ")"
-    version, path, *has = proc.stdout.split()
-    return f"{version} from {path} ({', '.join(has)})"
+    try:
+        version, path, *has = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return f"unknown ({proc.stdout.strip()[:100]!r})"
+    return f"{version} from {path} (has {', '.join(has) or 'none of spawn, spawn_sync, run'})"
 
 
 def write_plots(results, directory):
@@ -212,6 +214,11 @@ def write_plots(results, directory):
         except Exception as exc:  # a plot is a bonus: never lose the tables over it
             print(f"plot of {result.scenario.name} failed: {exc}", file=sys.stderr)
     return written
+
+
+def _show(path):
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def parse_args(argv):
@@ -283,8 +290,7 @@ def main(argv=None):
     with open(out, "w") as f:
         f.write(text)
     plots = write_plots(results, os.path.dirname(out))
-    progress.done(f"wrote {os.path.relpath(out)}"
-                  + "".join(f", {os.path.relpath(p)}" for p in plots)
+    progress.done(f"wrote {_show(out)}" + "".join(f", {_show(p)}" for p in plots)
                   + f" in {total:.0f} s")
     return 0
 
