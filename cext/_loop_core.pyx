@@ -199,15 +199,24 @@ cdef class Loop:
     # -- running --------------------------------------------------------------------------
 
     def run_once(self, double timeout=-1):
-        """One turn: queued callbacks, then I/O (waiting at most ``timeout`` s), then timers."""
-        cdef Py_ssize_t n
-        if self._closed:
-            raise RuntimeError("the loop is closed")
-        n = len(self._ready)
+        """One turn: queued callbacks, then I/O (waiting at most ``timeout`` s), then timers,
+        then the callbacks those queued."""
+        self._turn(timeout, None)
+
+    cdef int _run_ready(self) except -1:
+        cdef Py_ssize_t n = len(self._ready)
         while n > 0 and self._ready:
             n -= 1
             callback, args = self._ready.popleft()
             callback(*args)
+        return 0
+
+    cdef int _turn(self, double timeout, object done) except -1:
+        if self._closed:
+            raise RuntimeError("the loop is closed")
+        self._run_ready()
+        if done is not None and done():
+            return 0
         if self._ready:
             timeout = 0
         elif self.refs <= 0 and timeout < 0:
@@ -215,6 +224,8 @@ cdef class Loop:
         timeout = self._next_timeout(timeout)
         self._poll(timeout)
         self._run_timers()
+        self._run_ready()
+        return 0
 
     cdef int _poll(self, double timeout) except -1:
         cdef int ms = -1 if timeout < 0 else <int>(timeout * 1000.0 + 0.999)
@@ -297,9 +308,10 @@ cdef class Loop:
                 remaining = deadline - monotonic()
                 if remaining <= 0:
                     return False
-                self.run_once(remaining)
+                self._turn(remaining, done)
             else:
-                self.run_once(-1 if (self.refs > 0 or self._ready) else 60.0)
+                # unreferenced handles may still be what ``done`` waits for: block on them too
+                self._turn(-1 if (self.refs > 0 or self._ready) else 3600.0, done)
         return True
 
     def _check_thread(self):

@@ -138,7 +138,10 @@ def find_executable(bytes file, object path_env, object cwd):
         c = candidate
         with nogil:
             rc = c_stat(c, &st)
-        if rc != 0 or not S_ISREG(st.st_mode):
+        if rc != 0:
+            continue
+        if not S_ISREG(st.st_mode):
+            saw_eacces = True       # execve of a directory or device: EACCES, as execvp reports
             continue
         with nogil:
             rc = access(c, X_OK)

@@ -130,13 +130,13 @@ class ChildProcess(EventEmitter):
             self._timer = Timer(loop, self._on_timeout)
             self._timer.unref()
             self._timer.start(spec.timeout)
+        loop.call_soon(self.emit, "spawn")
         if spec.signal is not None:
             self._abort_signal = spec.signal
             if spec.signal.aborted:
                 loop.call_soon(self._on_abort)
             else:
                 spec.signal.add_event_listener("abort", self._on_abort)
-        loop.call_soon(self.emit, "spawn")
 
     def _wire_stdio(self, loop: Loop, count: int, parent_ends: list, spec: SpawnSpec) -> None:
         stdio: List[Any] = [None] * count

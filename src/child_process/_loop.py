@@ -51,10 +51,21 @@ def run() -> None:
 
 
 def _drain_at_exit() -> None:
-    # Node keeps a program running while referenced handles remain; so do we, at exit.
+    # Node keeps a program running while referenced handles remain; so do we, at exit. An error
+    # nobody handled ends the program with status 1, as an uncaught exception does in Node.
     loop = _main_loop
     if loop is not None and loop.alive() and threading.get_ident() == loop.owner:
-        loop.run()
+        try:
+            loop.run()
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            os._exit(1)
 
 
 atexit.register(_drain_at_exit)
@@ -184,6 +195,14 @@ class _SigchldHub:
 
     def discard(self, watcher: ExitWatcher) -> None:
         self.children.discard(watcher)
+        if not self.children:
+            # nothing left to watch: give the pipe back (a thread's loop may never be used again)
+            self.io.stop()
+            _spawn.sigchld_remove_wake_fd(self.wfd)
+            os.close(self.rfd)
+            os.close(self.wfd)
+            if getattr(self.loop, "_sigchld_hub", None) is self:
+                del self.loop._sigchld_hub
 
     def _wake(self) -> None:
         try:

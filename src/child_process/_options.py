@@ -62,8 +62,13 @@ def check_string(value: Any, name: str, *, allow_bytes: bool = False) -> str:
     return value
 
 
-def to_bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else os.fsencode(value)
+def to_bytes(value: Any, name: str = "argument") -> bytes:
+    if isinstance(value, bytes):
+        return value
+    try:
+        return os.fsencode(value)
+    except UnicodeEncodeError:
+        raise invalid_arg_value(name, value, "cannot be encoded for the operating system") from None
 
 
 def check_bool(value: Any, name: str) -> bool:
@@ -132,12 +137,23 @@ def check_serialization(value: Any) -> str:
 
 # -- compound options ------------------------------------------------------------------------
 
+_env_cache: Optional[tuple] = None
+
+
 def build_env(env: Any, *, strip_ipc: bool = False) -> List[bytes]:
     """``KEY=VALUE`` byte strings for the child; None means the parent's environment now."""
     if env is None:
         # os.environ keeps its data encoded in ``_data``: reading it directly skips a Python-level
-        # encode per variable (tens of microseconds a spawn)
+        # encode per variable, and an unchanged environment reuses the list built last time
         raw = getattr(os.environ, "_data", None)
+        if isinstance(raw, dict) and not strip_ipc:
+            global _env_cache
+            cached = _env_cache
+            if cached is not None and cached[0] == raw:
+                return cached[1]
+            envp = [k + b"=" + v for k, v in raw.items()]
+            _env_cache = (dict(raw), envp)
+            return envp
         items = raw.items() if isinstance(raw, dict) else os.environb.items()
     else:
         if not hasattr(env, "items"):
@@ -146,10 +162,11 @@ def build_env(env: Any, *, strip_ipc: bool = False) -> List[bytes]:
         for key, value in env.items():
             if value is None:
                 continue
-            k = to_bytes(check_string(key, "options.env key", allow_bytes=True))
+            k = to_bytes(check_string(key, "options.env key", allow_bytes=True), "options.env key")
             if b"=" in k:
                 raise invalid_arg_value("options.env key", key, "must not contain '='")
-            v = to_bytes(check_string(value, f"options.env['{key}']", allow_bytes=True))
+            name = f"options.env['{key}']"
+            v = to_bytes(check_string(value, name, allow_bytes=True), name)
             items.append((k, v))
     if strip_ipc:
         return [k + b"=" + v for k, v in items if k not in IPC_ENV_KEYS]
@@ -229,7 +246,8 @@ def normalize_spawn(command: Any, args: Any, *, cwd: Any = None, env: Any = None
     arglist = [check_string(a, f"args[{i}]", allow_bytes=True) for i, a in enumerate(args)]
 
     spec = SpawnSpec()
-    spec.cwd = None if cwd is None else to_bytes(check_string(cwd, "options.cwd", allow_bytes=True))
+    spec.cwd = (None if cwd is None else
+                to_bytes(check_string(cwd, "options.cwd", allow_bytes=True), "options.cwd"))
     spec.detached = check_bool(detached, "options.detached")
     spec.uid = check_id(uid, "options.uid")
     spec.gid = check_id(gid, "options.gid")
@@ -252,8 +270,15 @@ def normalize_spawn(command: Any, args: Any, *, cwd: Any = None, env: Any = None
         arglist = ["-c", line]
     spec.spawnfile = file
     spec.spawnargs = [argv0 if argv0 is not None else file] + arglist
-    spec.file = to_bytes(file)
-    spec.args = [to_bytes(a) for a in spec.spawnargs]
+    spec.file = to_bytes(file, "file")
+    spec.args = [to_bytes(a, "args") for a in spec.spawnargs]
     spec.env = build_env(env, strip_ipc=spec.ipc_index >= 0)
-    spec.path_env = path_of(spec.env)
+    if env is None:
+        raw = getattr(os.environ, "_data", None)
+        spec.path_env = raw.get(b"PATH") if isinstance(raw, dict) else os.environb.get(b"PATH")
+    else:
+        # SPEC: the child's PATH, or the parent's when the given env has none
+        spec.path_env = path_of(spec.env)
+        if spec.path_env is None:
+            spec.path_env = os.environb.get(b"PATH")
     return spec

@@ -23,6 +23,7 @@ from ._events import EventEmitter
 from ._loop import IOWatcher, Loop
 
 READ_SIZE = 64 * 1024
+READ_AHEAD = 256 * 1024      # read before anyone consumes, so a chatty child is not held back
 HIGH_WATER_MARK = 16 * 1024
 
 
@@ -97,7 +98,12 @@ class _FdStream(EventEmitter):
 
 
 class Readable(_FdStream):
-    """The parent's end of a pipe the child writes to (stdout, stderr, extra pipes)."""
+    """The parent's end of a pipe the child writes to (stdout, stderr, extra pipes).
+
+    Like a Node stream in paused mode, it reads ahead into a buffer of up to ``READ_AHEAD`` bytes
+    before anyone consumes it, then stops reading so the child feels backpressure. A consumer
+    ('data' listener, ``resume()``, ``pipe()``, ``async for``) gets the buffered chunks first.
+    """
 
     def __init__(self, loop: Loop, fd: int, *, is_socket: bool = False, _writable: bool = False):
         _FdStream.__init__(self, loop, fd, readable=True, writable=_writable, is_socket=is_socket)
@@ -106,7 +112,15 @@ class Readable(_FdStream):
         self._flowing: Optional[bool] = None     # None: nobody has asked for data yet
         self._decoder: Any = None
         self.readable_encoding: Optional[str] = None
-        self._async_readers: Optional[deque] = None
+        self._buffer: deque = deque()
+        self._buffered = 0
+        self._eof = False                         # end of file read (maybe still buffered)
+        self._flush_scheduled = False
+        self._async_iterating = False
+        self._async_waiter: Optional[asyncio.Future] = None
+        self._async_error: Optional[BaseException] = None
+        self._close_pending = False
+        self._io.start_reading()
 
     # -- consumer API --------------------------------------------------------------------
 
@@ -123,14 +137,16 @@ class Readable(_FdStream):
         return self
 
     def pause(self) -> "Readable":
+        """Stop emitting 'data' (reading ahead continues up to the buffer limit)."""
         self._flowing = False
-        self._io.stop_reading()
         return self
 
     def resume(self) -> "Readable":
+        """Emit 'data' for everything buffered and everything that arrives."""
         self._flowing = True
-        if not self._read_done and self._fd >= 0 and not self._used_as_stdio:
-            self._io.start_reading()
+        if self._buffer or self._eof:
+            self._schedule_flush()
+        self._want_more()
         return self
 
     def is_paused(self) -> bool:
@@ -139,6 +155,10 @@ class Readable(_FdStream):
     @property
     def readable_flowing(self) -> Optional[bool]:
         return self._flowing
+
+    @property
+    def readable_length(self) -> int:
+        return self._buffered
 
     def pipe(self, destination: Any, end: bool = True) -> Any:
         """Forward every chunk to ``destination.write``, honouring its backpressure."""
@@ -159,7 +179,17 @@ class Readable(_FdStream):
 
     # -- the loop side ---------------------------------------------------------------------
 
+    def _want_more(self) -> None:
+        """Read while there is room in the buffer and someone may want the data."""
+        if (not self._eof and self._fd >= 0 and not self._used_as_stdio
+                and (self._flowing or self._buffered < READ_AHEAD)):
+            self._io.start_reading()
+
     def _on_readable(self) -> None:
+        self._read_once()
+
+    def _read_once(self) -> bool:
+        """Read and deliver one chunk; False when nothing was there to read."""
         try:
             chunk = _io.read_chunk(self._fd, READ_SIZE)
         except OSError as exc:
@@ -167,58 +197,130 @@ class Readable(_FdStream):
                 chunk = b""
             else:
                 self.destroy(errno_exception(exc.errno, "read"))
-                return
+                return True
         if chunk is None:
-            return
+            return False
         if not chunk:
             self._on_eof()
-            return
+            return True
         if self._decoder is not None:
             chunk = self._decoder.decode(chunk)
             if not chunk:
-                return
-        self._deliver(chunk)
+                return True
+        if self._flowing and not self._buffer:
+            self.emit("data", chunk)
+        else:
+            self._buffer.append(chunk)
+            self._buffered += len(chunk)
+            if not self._flowing and self._buffered >= READ_AHEAD:
+                self._io.stop_reading()
+            if self._flowing:
+                self._schedule_flush()
+            elif self._async_iterating:
+                self._wake_async()
+        return True
 
-    def _deliver(self, chunk: Any) -> None:
-        if self._async_readers is not None:
-            self._async_readers.append(chunk)
-            self._wake_async()
-        self.emit("data", chunk)
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Deliver the buffer while flowing; then 'end' if the end of file was reached."""
+        self._flush_scheduled = False
+        buffer = self._buffer
+        while buffer and self._flowing and not self.destroyed:
+            chunk = buffer.popleft()
+            self._buffered -= len(chunk)
+            self.emit("data", chunk)
+        if buffer:
+            self._want_more()
+            return
+        if self._eof and not self.readable_ended and not self.destroyed:
+            self._emit_end()
+        else:
+            self._want_more()
 
     def _on_eof(self) -> None:
         self._io.stop_reading()
-        self.readable = False
+        self._eof = True
         if self._decoder is not None:
             tail = self._decoder.decode(b"", True)
             if tail:
-                self._deliver(tail)
-        self.readable_ended = True
+                self._buffer.append(tail)
+                self._buffered += len(tail)
         self._read_done = True
-        if self._async_readers is not None:
+        if self._flowing and not self._buffer:
+            self._emit_end()
+        elif self._flowing:
+            self._schedule_flush()
+        elif self._async_iterating:
+            self._wake_async()
+        # the descriptor is no longer needed: what is left sits in the buffer
+        if self._write_done and self._fd >= 0:
+            self._io.stop()
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def _emit_end(self) -> None:
+        self.readable = False
+        self.readable_ended = True
+        if self._async_iterating:
             self._wake_async()
         self.emit("end")
-        self._maybe_close()
+        self._after_end()
+
+    def _after_end(self) -> None:
+        if self._write_done:
+            self._close_fd()
+
+    def _close_fd(self) -> None:
+        """Close the descriptor if still open, and emit 'close' once."""
+        if self._close_pending:
+            return
+        self._close_pending = True
+        if self._fd >= 0:
+            _FdStream._close_fd(self)
+        else:   # closed early at end of file; 'close' still follows 'end'
+            self._loop.call_soon(self._emit_close)
+
+    def _maybe_close(self) -> None:
+        if self._read_done and self._write_done and (self.readable_ended or self.destroyed):
+            self._close_fd()
 
     def _on_destroy(self, error: Optional[BaseException]) -> None:
         self.readable = False
         self._io.stop_reading()
-        if self._async_readers is not None:
+        self._buffer.clear()
+        self._buffered = 0
+        if self._async_iterating:
             self._async_error = error
             self._wake_async()
 
     def _flush_after_exit(self) -> None:
-        """The child has exited: drain what nobody reads so 'close' can come (Node's flushStdio)."""
-        if not self._read_done and not self._used_as_stdio and self._async_readers is None:
-            self.resume()
+        """The child has exited: drain what nobody reads so 'close' can come (Node's flushStdio).
 
-    # -- async iteration (driven by the loop that owns this stream) ------------------------
+        Usually the rest of the output and the end of file are already in the pipe, so it is read
+        at once; the watcher is only needed when something (a grandchild) still holds the pipe.
+        """
+        if self.readable_ended or self.destroyed or self._used_as_stdio or self._async_iterating:
+            return
+        self._flowing = True
+        if not self._buffer:
+            for _ in range(16):
+                if self._eof or self._fd < 0 or self._flowing is not True or self._buffer:
+                    break
+                if not self._read_once():
+                    break
+        self.resume()
+
+    # -- async iteration ---------------------------------------------------------------------
 
     def __aiter__(self) -> "Readable":
-        if self._async_readers is None:
-            self._async_readers = deque()
-            self._async_waiter: Optional[asyncio.Future] = None
-            self._async_error: Optional[BaseException] = None
-            self.resume()
+        self._async_iterating = True
+        if self._flowing:
+            self._flowing = None
+        self._want_more()
         return self
 
     def _wake_async(self) -> None:
@@ -228,19 +330,18 @@ class Readable(_FdStream):
 
     async def __anext__(self) -> Any:
         while True:
-            readers = self._async_readers
-            if readers:
-                if len(readers) > 8 and self._flowing:
-                    self.pause()
-                chunk = readers.popleft()
-                if not readers and self._flowing is False and not self._read_done:
-                    self.resume()
+            if self._buffer:
+                chunk = self._buffer.popleft()
+                self._buffered -= len(chunk)
+                self._want_more()
                 return chunk
             if self._async_error is not None:
                 raise self._async_error
-            if self._read_done:
+            if self._eof or self.destroyed:
+                if not self.readable_ended and not self.destroyed:
+                    self._emit_end()
                 raise StopAsyncIteration
-            self.resume()
+            self._want_more()
             self._async_waiter = asyncio.get_running_loop().create_future()
             try:
                 await _drive(self._loop, self._async_waiter)
@@ -282,10 +383,15 @@ class Writable(_FdStream):
             data = data.encode()
         elif not isinstance(data, (bytes, bytearray, memoryview)):
             raise invalid_arg_type("chunk", "of type string or bytes-like", data)
-        if self.writable_ended or self.destroyed:
-            code, text = (("ERR_STREAM_WRITE_AFTER_END", "write after end") if self.writable_ended
-                          else ("ERR_STREAM_DESTROYED", "Cannot call write after a stream was destroyed"))
-            err = NodeValueError(code, text)
+        if self.destroyed:
+            # Node: the error goes to the callback only; a destroyed stream emits nothing more
+            if callback is not None:
+                err = NodeValueError("ERR_STREAM_DESTROYED",
+                                     "Cannot call write after a stream was destroyed")
+                self._loop.call_soon(callback, err)
+            return False
+        if self.writable_ended:
+            err = NodeValueError("ERR_STREAM_WRITE_AFTER_END", "write after end")
             if callback is not None:
                 self._loop.call_soon(callback, err)
             self._loop.call_soon(self._emit_error, err)
@@ -302,10 +408,10 @@ class Writable(_FdStream):
                 return True
             data = memoryview(data)[written:]
             self._io.start_writing()
-        elif not len(data):
+        elif not len(data) and not self._queue:
             if callback is not None:
                 self._loop.call_soon(callback, None)
-            return self._queued < self.writable_high_water_mark
+            return True
         self._queue.append((data, callback))
         self._queued += len(data)
         if self._queued >= self.writable_high_water_mark:
@@ -349,7 +455,7 @@ class Writable(_FdStream):
             except OSError as exc:
                 self._write_failed(exc, None)
                 return
-            if written == 0:
+            if written == 0 and len(data):
                 return
             self._queued -= written
             if written < len(data):
@@ -429,3 +535,9 @@ class Duplex(Readable, Writable):
     def _on_destroy(self, error: Optional[BaseException]) -> None:
         Readable._on_destroy(self, error)
         Writable._on_destroy(self, error)
+
+    def _on_eof(self) -> None:
+        # Node's sockets are not half-open by default: the peer's end of file ends our side too
+        Readable._on_eof(self)
+        if not self.writable_ended and not self.destroyed:
+            self.end()
