@@ -82,6 +82,8 @@ cdef extern from "cp_platform.h" nogil:
         long uid
         long gid
     int cp_vfork_spawn(const cp_spawn_req *req, pid_t *pid_out)
+    int cp_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+                 const char *cwd, const int *fds, int nfds, int detached, long uid, long gid)
     int cp_sigchld_add_wake_fd(int fd)
     void cp_sigchld_remove_wake_fd(int fd)
 
@@ -157,21 +159,18 @@ def spawn(bytes path, list argv, list envp, object cwd, list fds, bint detached,
 
     ``fds[i]`` is the parent descriptor that becomes the child's fd ``i`` (``FD_CLOSED``,
     ``FD_DEVNULL``). The child gets exactly these descriptors: everything else is closed, even
-    inheritable descriptors the parent holds. Sources that sit below ``len(fds)`` are first
-    copied above it (close-on-exec) so no dup2 can clobber a later source.
+    inheritable descriptors the parent holds.
     """
     cdef int nfds = len(fds)
     cdef int *cfds = <int *>malloc((nfds + 1) * sizeof(int))
-    cdef int *tmp = <int *>malloc((nfds + 1) * sizeof(int))
     cdef char **c_argv = NULL
     cdef char **c_envp = NULL
-    cdef int i, src, err = 0, ntmp = 0
+    cdef int i, err = 0
     cdef pid_t pid = 0
     cdef const char *c_path = path
     cdef const char *c_cwd = NULL
     cdef bytes cwd_b
-    if cfds == NULL or tmp == NULL:
-        free(cfds); free(tmp)
+    if cfds == NULL:
         raise MemoryError()
     if cwd is not None:
         cwd_b = cwd
@@ -180,88 +179,16 @@ def spawn(bytes path, list argv, list envp, object cwd, list fds, bint detached,
         c_argv = _cstring_array(argv)
         c_envp = _cstring_array(envp)
         for i in range(nfds):
-            src = fds[i]
-            if 0 <= src < nfds:
-                src = fcntl(src, F_DUPFD_CLOEXEC, nfds)
-                if src < 0:
-                    raise OSError(errno, "fcntl")
-                tmp[ntmp] = src
-                ntmp += 1
-            cfds[i] = src
-        if uid == -1 and gid == -1 and cp_addchdir != NULL and cp_addclosefrom != NULL:
-            with nogil:
-                err = _posix_spawn(&pid, c_path, c_argv, c_envp, c_cwd, cfds, nfds, detached)
-        else:
-            with nogil:
-                err = _vfork_spawn(&pid, c_path, c_argv, c_envp, c_cwd, cfds, nfds, detached,
-                                   uid, gid)
+            cfds[i] = fds[i]
+        with nogil:
+            err = cp_spawn(&pid, c_path, c_argv, c_envp, c_cwd, cfds, nfds, detached, uid, gid)
         if err != 0:
             raise OSError(err, "spawn")
         return pid
     finally:
-        for i in range(ntmp):
-            close(tmp[i])
         free(cfds)
-        free(tmp)
         free(c_argv)
         free(c_envp)
-
-
-cdef int _posix_spawn(pid_t *pid, const char *path, char **argv, char **envp, const char *cwd,
-                      const int *fds, int nfds, bint detached) noexcept nogil:
-    cdef posix_spawnattr_t attr
-    cdef posix_spawn_file_actions_t fa
-    cdef sigset_t mask, defaults
-    cdef int i, err
-    cdef short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
-    if detached:
-        flags |= POSIX_SPAWN_SETSID
-    posix_spawnattr_init(&attr)
-    posix_spawn_file_actions_init(&fa)
-    sigemptyset(&mask)
-    sigfillset(&defaults)       # Python ignores SIGPIPE/SIGXFSZ; the child must not inherit that
-    sigdelset(&defaults, SIGKILL)
-    sigdelset(&defaults, SIGSTOP)
-    err = posix_spawnattr_setflags(&attr, flags)
-    if err == 0:
-        err = posix_spawnattr_setsigmask(&attr, &mask)
-    if err == 0:
-        err = posix_spawnattr_setsigdefault(&attr, &defaults)
-    for i in range(nfds):
-        if err != 0:
-            break
-        if fds[i] == C_FD_DEVNULL:
-            err = posix_spawn_file_actions_addopen(&fa, i, b"/dev/null",
-                                                   O_RDONLY if i == 0 else O_RDWR, 0)
-        elif fds[i] == C_FD_CLOSED:
-            err = posix_spawn_file_actions_addclose(&fa, i)
-        else:
-            # every source is >= nfds here (see spawn()), so this dup2 also clears CLOEXEC
-            err = posix_spawn_file_actions_adddup2(&fa, fds[i], i)
-    if err == 0:
-        err = cp_addclosefrom(&fa, nfds)
-    if err == 0 and cwd != NULL:
-        err = cp_addchdir(&fa, cwd)
-    if err == 0:
-        err = posix_spawn(pid, path, &fa, &attr, argv, envp)
-    posix_spawn_file_actions_destroy(&fa)
-    posix_spawnattr_destroy(&attr)
-    return err
-
-
-cdef int _vfork_spawn(pid_t *pid, const char *path, char **argv, char **envp, const char *cwd,
-                      const int *fds, int nfds, bint detached, long uid, long gid) noexcept nogil:
-    cdef cp_spawn_req req
-    req.path = path
-    req.argv = argv
-    req.envp = envp
-    req.cwd = cwd
-    req.fds = fds
-    req.nfds = nfds
-    req.setsid = detached
-    req.uid = uid
-    req.gid = gid
-    return cp_vfork_spawn(&req, pid)
 
 
 def pidfd_open(int pid):

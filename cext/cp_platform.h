@@ -41,7 +41,7 @@
 
 /* ---- pidfd ------------------------------------------------------------------------- */
 
-static int cp_pidfd_open(pid_t pid) {
+static inline int cp_pidfd_open(pid_t pid) {
 #if defined(__linux__)
     return (int)syscall(SYS_pidfd_open, pid, 0);
 #else
@@ -49,7 +49,7 @@ static int cp_pidfd_open(pid_t pid) {
 #endif
 }
 
-static int cp_pidfd_send_signal(int pidfd, int sig) {
+static inline int cp_pidfd_send_signal(int pidfd, int sig) {
 #if defined(__linux__)
     return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 #else
@@ -64,14 +64,14 @@ typedef int (*cp_addclosefrom_t)(posix_spawn_file_actions_t *, int);
 static cp_addchdir_t cp_addchdir = NULL;
 static cp_addclosefrom_t cp_addclosefrom = NULL;
 
-static void cp_resolve_spawn_extensions(void) {
+static inline void cp_resolve_spawn_extensions(void) {
     cp_addchdir = (cp_addchdir_t)dlsym(RTLD_DEFAULT, "posix_spawn_file_actions_addchdir_np");
     cp_addclosefrom = (cp_addclosefrom_t)dlsym(RTLD_DEFAULT, "posix_spawn_file_actions_addclosefrom_np");
 }
 
 /* ---- closing every descriptor from a number on, in a child -------------------------- */
 
-static void cp_close_from(int lowfd) {
+static inline void cp_close_from(int lowfd) {
 #if defined(__linux__)
     if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0) return;
 #endif
@@ -97,7 +97,7 @@ typedef struct {
     long gid;               /* -1: unchanged */
 } cp_spawn_req;
 
-static void cp_child_after_vfork(const cp_spawn_req *req, volatile int *child_errno) {
+static inline void cp_child_after_vfork(const cp_spawn_req *req, volatile int *child_errno) {
     struct sigaction sa;
     sigset_t empty;
     int i, fd;
@@ -139,7 +139,7 @@ fail:
 
 /* Returns 0 and the pid, or an errno value. The caller has already moved every source
  * descriptor to a number >= nfds, so the dup2 loop cannot clobber a later source. */
-static int cp_vfork_spawn(const cp_spawn_req *req, pid_t *pid_out) {
+static inline int cp_vfork_spawn(const cp_spawn_req *req, pid_t *pid_out) {
     volatile int child_errno = 0;
     sigset_t all, old;
     pid_t pid;
@@ -162,6 +162,74 @@ static int cp_vfork_spawn(const cp_spawn_req *req, pid_t *pid_out) {
     return 0;
 }
 
+/* ---- the whole start: used by spawn() and by the synchronous runner --------------------
+ * fds[i] is the parent descriptor for child fd i (CP_FD_CLOSED, CP_FD_DEVNULL). Sources below
+ * nfds are first copied above it (close-on-exec), so the dup2 actions can describe any
+ * permutation and every dup2 clears close-on-exec on its target. Returns 0 or an errno. */
+
+#define CP_FD_CLOSED (-1)
+#define CP_FD_DEVNULL (-2)
+
+static inline int cp_posix_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+                          const char *cwd, const int *fds, int nfds, int detached) {
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_t fa;
+    sigset_t mask, defaults;
+    int i, err;
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (detached) flags |= POSIX_SPAWN_SETSID;
+    posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_init(&fa);
+    sigemptyset(&mask);
+    sigfillset(&defaults);        /* Python ignores SIGPIPE/SIGXFSZ: the child must not inherit it */
+    sigdelset(&defaults, SIGKILL);
+    sigdelset(&defaults, SIGSTOP);
+    err = posix_spawnattr_setflags(&attr, flags);
+    if (!err) err = posix_spawnattr_setsigmask(&attr, &mask);
+    if (!err) err = posix_spawnattr_setsigdefault(&attr, &defaults);
+    for (i = 0; i < nfds && !err; i++) {
+        if (fds[i] == CP_FD_DEVNULL)
+            err = posix_spawn_file_actions_addopen(&fa, i, "/dev/null", i == 0 ? O_RDONLY : O_RDWR, 0);
+        else if (fds[i] == CP_FD_CLOSED)
+            err = posix_spawn_file_actions_addclose(&fa, i);
+        else
+            err = posix_spawn_file_actions_adddup2(&fa, fds[i], i);
+    }
+    if (!err) err = cp_addclosefrom(&fa, nfds);
+    if (!err && cwd) err = cp_addchdir(&fa, cwd);
+    if (!err) err = posix_spawn(pid, path, &fa, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    return err;
+}
+
+static inline int cp_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
+                    const char *cwd, const int *fds_in, int nfds, int detached, long uid, long gid) {
+    int fds[nfds > 0 ? nfds : 1];
+    int tmp[nfds > 0 ? nfds : 1];
+    int ntmp = 0, i, err = 0;
+    for (i = 0; i < nfds; i++) {
+        int src = fds_in[i];
+        if (src >= 0 && src < nfds) {
+            src = fcntl(src, F_DUPFD_CLOEXEC, nfds);
+            if (src < 0) { err = errno; goto out; }
+            tmp[ntmp++] = src;
+        }
+        fds[i] = src;
+    }
+    if (uid == -1 && gid == -1 && cp_addchdir && cp_addclosefrom) {
+        err = cp_posix_spawn(pid, path, argv, envp, cwd, fds, nfds, detached);
+    } else {
+        cp_spawn_req req;
+        req.path = path; req.argv = argv; req.envp = envp; req.cwd = cwd; req.fds = fds;
+        req.nfds = nfds; req.setsid = detached; req.uid = uid; req.gid = gid;
+        err = cp_vfork_spawn(&req, pid);
+    }
+out:
+    for (i = 0; i < ntmp; i++) close(tmp[i]);
+    return err;
+}
+
 /* ---- SIGCHLD fallback (macOS, kernels without pidfd): the handler only writes a byte to
  * every registered loop's wake-up pipe, then chains to the handler it replaced (so Python's
  * own signal module keeps working). Children are then polled with waitpid(pid, WNOHANG). */
@@ -169,9 +237,9 @@ static int cp_vfork_spawn(const cp_spawn_req *req, pid_t *pid_out) {
 #define CP_MAX_WAKE_FDS 64
 static volatile int cp_wake_fds[CP_MAX_WAKE_FDS];
 static struct sigaction cp_prev_sigchld;
-static int cp_sigchld_installed = 0;
+static inline int cp_sigchld_installed = 0;
 
-static void cp_sigchld_handler(int sig, siginfo_t *info, void *ctx) {
+static inline void cp_sigchld_handler(int sig, siginfo_t *info, void *ctx) {
     int saved = errno;
     for (int i = 0; i < CP_MAX_WAKE_FDS; i++) {
         int fd = cp_wake_fds[i];
@@ -185,7 +253,7 @@ static void cp_sigchld_handler(int sig, siginfo_t *info, void *ctx) {
     errno = saved;
 }
 
-static int cp_sigchld_add_wake_fd(int fd) {
+static inline int cp_sigchld_add_wake_fd(int fd) {
     int i;
     if (!cp_sigchld_installed) {
         struct sigaction sa;
@@ -202,7 +270,7 @@ static int cp_sigchld_add_wake_fd(int fd) {
     return EMFILE;
 }
 
-static void cp_sigchld_remove_wake_fd(int fd) {
+static inline void cp_sigchld_remove_wake_fd(int fd) {
     for (int i = 0; i < CP_MAX_WAKE_FDS; i++)
         if (cp_wake_fds[i] == fd) cp_wake_fds[i] = 0;
 }

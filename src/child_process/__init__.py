@@ -4,7 +4,10 @@ ChildProcess event emitter, stdio wiring and Node's IPC protocol, on a Cython co
 from ._abort import AbortController, AbortSignal
 from ._api import spawn
 from ._child import ChildProcess
-from ._errors import (AbortError, NodeTypeError, NodeValueError, RangeError, SpawnError)
+from ._errors import (AbortError, ExecError, NodeTypeError, NodeValueError, RangeError,
+                      SpawnError)
+from ._exec import exec, exec_file
+from ._spawn_sync import SpawnSyncResult, exec_file_sync, exec_sync, spawn_sync
 from ._events import EventEmitter, UnhandledErrorEvent
 from ._loop import get_loop, run
 from ._streams import Duplex, Readable, Writable
@@ -13,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AbortController", "AbortError", "AbortSignal", "ChildProcess", "Duplex", "EventEmitter",
-    "NodeTypeError", "NodeValueError", "RangeError", "Readable", "SpawnError",
-    "UnhandledErrorEvent", "Writable", "get_loop", "run", "spawn",
+    "ExecError", "NodeTypeError", "NodeValueError", "RangeError", "Readable", "SpawnError",
+    "SpawnSyncResult", "UnhandledErrorEvent", "Writable", "exec", "exec_file", "exec_file_sync",
+    "exec_sync", "get_loop", "run", "spawn", "spawn_sync",
 ]

@@ -99,3 +99,43 @@ def _describe(value: object) -> str:
     if len(text) > 40:
         text = text[:37] + "..."
     return f"type {type(value).__name__} ({text})"
+
+
+class ExecError(Exception):
+    """A command run by exec/exec_file/exec_sync/exec_file_sync failed: non-zero exit, a signal,
+    a start failure, a timeout or too much output.
+
+    ``code`` is the exit status (int) or Node's string code (``'ENOENT'``, ``'ETIMEDOUT'``,
+    ``'ERR_CHILD_PROCESS_STDIO_MAXBUFFER'``, ``'ABORT_ERR'``); ``error`` is the underlying error
+    when there is one (also the ``__cause__``).
+    """
+
+    def __init__(self, message: str, *, code: object = None, cmd: str = "", killed: bool = False,
+                 signal: object = None, status: object = None, stdout: object = None,
+                 stderr: object = None, output: object = None, pid: object = None,
+                 error: object = None):
+        super().__init__(message)
+        self.code = code
+        self.cmd = cmd
+        self.killed = killed
+        self.signal = signal
+        self.status = status
+        self.stdout = stdout
+        self.stderr = stderr
+        self.output = output
+        self.pid = pid
+        self.error = error
+        if isinstance(error, BaseException):
+            self.__cause__ = error
+
+    @property
+    def errno(self) -> object:
+        return getattr(self.error, "errno", None)
+
+    @property
+    def syscall(self) -> object:
+        return getattr(self.error, "syscall", None)
+
+    @property
+    def path(self) -> object:
+        return getattr(self.error, "path", None)

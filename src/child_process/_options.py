@@ -282,3 +282,44 @@ def normalize_spawn(command: Any, args: Any, *, cwd: Any = None, env: Any = None
         if spec.path_env is None:
             spec.path_env = os.environb.get(b"PATH")
     return spec
+
+
+def check_max_buffer(value: Any, name: str = "options.maxBuffer") -> int:
+    """Bytes per stream; None or infinity mean no limit (-1)."""
+    if value is None:
+        return -1
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise invalid_arg_type(name, "of type number", value)
+    if value != value or value < 0:
+        raise out_of_range(name, "a positive number", value)
+    if value == float("inf"):
+        return -1
+    return int(value)
+
+
+def check_encoding(value: Any) -> Optional[str]:
+    """A codec name, or None for bytes ('buffer' and unknown names give bytes, as in Node)."""
+    if value is None or value == "buffer":
+        return None
+    if not isinstance(value, str):
+        raise invalid_arg_type("options.encoding", "of type string", value)
+    import codecs
+    try:
+        return codecs.lookup(value).name
+    except LookupError:
+        return None
+
+
+def check_input(value: Any) -> Optional[bytes]:
+    """spawn_sync's ``input``: str (UTF-8), bytes or any buffer."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return value
+    try:
+        return memoryview(value)
+    except TypeError:
+        raise invalid_arg_type("options.input", "of type string or an instance of bytes, "
+                               "bytearray or memoryview", value) from None

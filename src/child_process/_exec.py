@@ -1,0 +1,126 @@
+"""exec and exec_file: spawn, collect stdout/stderr up to max_buffer, then one callback
+``(err, stdout, stderr)`` when the child has closed (Node's execFile and its exithandler)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, List, Optional, Sequence
+
+from ._child import ChildProcess
+from ._errors import ExecError, RangeError, errno_code
+from ._options import check_encoding, check_max_buffer, normalize_spawn
+
+
+def exec_file(file: Any, args: Sequence[Any] = (), *, cwd: Any = None, env: Any = None,
+              encoding: Optional[str] = "utf-8", timeout: Any = 0,
+              max_buffer: Any = 1024 * 1024, kill_signal: Any = "SIGTERM", uid: Any = None,
+              gid: Any = None, shell: Any = False, signal: Any = None,
+              callback: Optional[Callable] = None) -> ChildProcess:
+    """Run ``file`` (no shell unless asked) and call ``callback(err, stdout, stderr)`` at the end."""
+    if callback is not None and not callable(callback):
+        from ._errors import invalid_arg_type
+        raise invalid_arg_type("callback", "a callable", callback)
+    limit = check_max_buffer(max_buffer)
+    codec = check_encoding(encoding)
+    spec = normalize_spawn(file, args, cwd=cwd, env=env, stdio="pipe", uid=uid, gid=gid,
+                           shell=shell, signal=signal, timeout=timeout, kill_signal=kill_signal)
+    cmd = " ".join([spec_name(file)] + [spec_name(a) for a in (args or ())])
+    return _start(spec, cmd, limit, codec, callback)
+
+
+def exec(command: Any, *, cwd: Any = None, env: Any = None, encoding: Optional[str] = "utf-8",
+         shell: Any = "/bin/sh", signal: Any = None, timeout: Any = 0,
+         max_buffer: Any = 1024 * 1024, kill_signal: Any = "SIGTERM", uid: Any = None,
+         gid: Any = None, callback: Optional[Callable] = None) -> ChildProcess:
+    """Run ``command`` through the shell and call ``callback(err, stdout, stderr)`` at the end."""
+    if callback is not None and not callable(callback):
+        from ._errors import invalid_arg_type
+        raise invalid_arg_type("callback", "a callable", callback)
+    limit = check_max_buffer(max_buffer)
+    codec = check_encoding(encoding)
+    spec = normalize_spawn(command, (), cwd=cwd, env=env, stdio="pipe", uid=uid, gid=gid,
+                           shell=shell if shell else True, signal=signal, timeout=timeout,
+                           kill_signal=kill_signal)
+    return _start(spec, spec_name(command), limit, codec, callback)
+
+
+def spec_name(value: Any) -> str:
+    return value if isinstance(value, str) else os.fsdecode(value)
+
+
+class _Collector:
+    """Gathers one stream's bytes up to the limit; past it, kills the child once."""
+
+    __slots__ = ("chunks", "length", "over")
+
+    def __init__(self) -> None:
+        self.chunks: List[bytes] = []
+        self.length = 0
+        self.over = False
+
+
+def _start(spec: Any, cmd: str, limit: int, codec: Optional[str],
+           callback: Optional[Callable]) -> ChildProcess:
+    child = ChildProcess()
+    child._spawn(spec)
+    state = {"error": None, "done": False}
+    collected = {"stdout": _Collector(), "stderr": _Collector()}
+
+    def on_data(name: str) -> Callable[[bytes], None]:
+        box = collected[name]
+
+        def collect(chunk: bytes) -> None:
+            if box.over:
+                return
+            box.length += len(chunk)
+            if limit >= 0 and box.length > limit:
+                keep = limit - (box.length - len(chunk))
+                box.chunks.append(chunk[:keep])
+                box.over = True
+                if state["error"] is None:
+                    state["error"] = RangeError("ERR_CHILD_PROCESS_STDIO_MAXBUFFER",
+                                                f"{name} maxBuffer length exceeded")
+                    child.kill(spec.kill_signal)
+            else:
+                box.chunks.append(chunk)
+        return collect
+
+    def text(name: str) -> Any:
+        data = b"".join(collected[name].chunks)
+        return data.decode(codec, "replace") if codec is not None else data
+
+    def finish(code: Optional[int], signal: Optional[str]) -> None:
+        if state["done"]:
+            return
+        state["done"] = True
+        if callback is None:
+            return
+        stdout, stderr = text("stdout"), text("stderr")
+        cause = state["error"]
+        if cause is None and code == 0 and signal is None:
+            callback(None, stdout, stderr)
+            return
+        if cause is not None:
+            err = ExecError(str(cause), code=getattr(cause, "code", None), cmd=cmd,
+                            killed=child.killed, signal=signal, status=code,
+                            stdout=stdout, stderr=stderr, pid=child.pid, error=cause)
+        else:
+            err_text = stderr if isinstance(stderr, str) else stderr.decode(errors="replace")
+            err = ExecError(f"Command failed: {cmd}\n{err_text}",
+                            code=errno_code(-code) if code is not None and code < 0 else code,
+                            cmd=cmd, killed=child.killed, signal=signal, status=code,
+                            stdout=stdout, stderr=stderr, pid=child.pid)
+        callback(err, stdout, stderr)
+
+    def on_error(err: BaseException) -> None:
+        # a failed start or an abort; the 'close' that follows reports it
+        if state["error"] is None:
+            state["error"] = err
+
+    if child.stdout is not None:
+        child.stdout.on("data", on_data("stdout"))
+    if child.stderr is not None:
+        child.stderr.on("data", on_data("stderr"))
+    child.on("error", on_error)
+    child.on("close", finish)
+    return child

@@ -1,0 +1,159 @@
+"""spawn_sync, exec_sync and exec_file_sync: validation and result shaping in Python, the whole
+run of the child in ``_sync.run`` (C, GIL released)."""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import sys
+from typing import Any, List, Optional, Sequence
+
+from . import _spawn, _sync
+from ._errors import ExecError, SpawnError, errno_code
+from ._loop import decode_status
+from ._options import (check_encoding, check_input, check_max_buffer, normalize_spawn)
+
+
+class SpawnSyncResult:
+    """What ``spawn_sync`` returns (Node's result object, as attributes)."""
+
+    __slots__ = ("pid", "output", "stdout", "stderr", "status", "signal", "error")
+
+    def __init__(self, pid: int, output: Optional[list], status: Optional[int],
+                 signal: Optional[str], error: Optional[BaseException]):
+        self.pid = pid
+        self.output = output
+        self.stdout = output[1] if output is not None and len(output) > 1 else None
+        self.stderr = output[2] if output is not None and len(output) > 2 else None
+        self.status = status
+        self.signal = signal
+        self.error = error
+
+    def __repr__(self) -> str:
+        return (f"SpawnSyncResult(pid={self.pid}, status={self.status!r}, signal={self.signal!r}, "
+                f"stdout={_short(self.stdout)}, stderr={_short(self.stderr)}, error={self.error!r})")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) < 60 else text[:57] + "..."
+
+
+def spawn_sync(command: Any, args: Sequence[Any] = (), *, cwd: Any = None, input: Any = None,
+               argv0: Any = None, stdio: Any = "pipe", env: Any = None, uid: Any = None,
+               gid: Any = None, timeout: Any = None, kill_signal: Any = "SIGTERM",
+               max_buffer: Any = 1024 * 1024, encoding: Optional[str] = None,
+               shell: Any = False) -> SpawnSyncResult:
+    """Run ``command`` to completion and return its SpawnSyncResult (Node's spawnSync).
+
+    Never raises for what happens to the child: a failed start, a timeout (``ETIMEDOUT``) or too
+    much output (``ENOBUFS``) is in ``result.error``.
+    """
+    spec = normalize_spawn(command, args, cwd=cwd, env=env, argv0=argv0, stdio=stdio,
+                           uid=uid, gid=gid, shell=shell, timeout=timeout,
+                           kill_signal=kill_signal, sync=True)
+    data = check_input(input)
+    limit = check_max_buffer(max_buffer)
+    codec = check_encoding(encoding)
+    return _run(spec, data, limit, codec)
+
+
+def _run(spec: Any, data: Any, limit: int, codec: Optional[str]) -> SpawnSyncResult:
+    slots: List[int] = []
+    for index, slot in enumerate(spec.stdio):
+        kind = slot.kind
+        if kind == "pipe":
+            slots.append(_sync.PIPE_IN if index == 0 else _sync.PIPE_OUT)
+        elif kind == "ignore":
+            slots.append(_spawn.FD_DEVNULL if index < 3 else _spawn.FD_CLOSED)
+        else:
+            slots.append(slot.fd)
+            if index < 3 and kind == "fd":
+                _spawn.set_nonblocking(slot.fd, False)
+    syscall = f"spawnSync {spec.spawnfile}"
+    try:
+        path = _spawn.find_executable(spec.file, spec.path_env, spec.cwd)
+    except OSError as exc:
+        return _failed(exc.errno or _errno.ENOENT, spec, syscall)
+    pid, status, outputs, spawn_errno, ended = _sync.run(
+        path, spec.args, spec.env, spec.cwd, slots, spec.detached, spec.uid, spec.gid,
+        data if slots and slots[0] == _sync.PIPE_IN else None, spec.timeout, spec.kill_signal,
+        limit)
+    if spawn_errno:
+        return _failed(spawn_errno, spec, syscall)
+    if codec is not None:
+        outputs = [o.decode(codec, "replace") if o is not None else None for o in outputs]
+    code, signal = decode_status(status) if status >= 0 else (None, None)
+    error = None
+    if ended == _sync.ENDED_TIMEOUT:
+        error = SpawnError(_errno.ETIMEDOUT, syscall, spec.spawnfile, spec.spawnargs[1:])
+    elif ended == _sync.ENDED_MAXBUFFER:
+        error = SpawnError(_errno.ENOBUFS, syscall, spec.spawnfile, spec.spawnargs[1:])
+    return SpawnSyncResult(pid, [None] + outputs[1:] if outputs else outputs, code, signal, error)
+
+
+def _failed(err: int, spec: Any, syscall: str) -> SpawnSyncResult:
+    message = f"{syscall} {errno_code(err)}"
+    if err == _errno.ENOENT and spec.cwd is not None and not os.path.isdir(spec.cwd):
+        message += f" (the cwd {os.fsdecode(spec.cwd)!r} does not exist)"
+    error = SpawnError(err, syscall, spec.spawnfile, spec.spawnargs[1:], message)
+    return SpawnSyncResult(0, None, None, None, error)
+
+
+def exec_file_sync(file: Any, args: Sequence[Any] = (), *, cwd: Any = None, input: Any = None,
+                   stdio: Any = None, env: Any = None, uid: Any = None, gid: Any = None,
+                   timeout: Any = None, kill_signal: Any = "SIGTERM",
+                   max_buffer: Any = 1024 * 1024, encoding: Optional[str] = None,
+                   shell: Any = False) -> Any:
+    """Run ``file`` and return its stdout; raise ExecError on failure (Node's execFileSync).
+
+    Unless ``stdio`` is given, the child's stderr is captured *and* copied to ours, as in Node.
+    """
+    result = spawn_sync(file, args, cwd=cwd, input=input, stdio=stdio if stdio is not None else "pipe",
+                        env=env, uid=uid, gid=gid, timeout=timeout, kill_signal=kill_signal,
+                        max_buffer=max_buffer, encoding=encoding, shell=shell)
+    cmd = " ".join([os.fsdecode(file) if not isinstance(file, str) else file]
+                   + [os.fsdecode(a) if not isinstance(a, str) else a for a in (args or ())])
+    return _check(result, cmd, stdio is None)
+
+
+def exec_sync(command: Any, *, cwd: Any = None, input: Any = None, stdio: Any = None,
+              env: Any = None, shell: Any = "/bin/sh", uid: Any = None, gid: Any = None,
+              timeout: Any = None, kill_signal: Any = "SIGTERM", max_buffer: Any = 1024 * 1024,
+              encoding: Optional[str] = None) -> Any:
+    """Run ``command`` through the shell and return its stdout; raise ExecError on failure."""
+    result = spawn_sync(command, (), cwd=cwd, input=input,
+                        stdio=stdio if stdio is not None else "pipe", env=env, uid=uid, gid=gid,
+                        timeout=timeout, kill_signal=kill_signal, max_buffer=max_buffer,
+                        encoding=encoding, shell=shell if shell else True)
+    return _check(result, command if isinstance(command, str) else os.fsdecode(command),
+                  stdio is None)
+
+
+def _check(result: SpawnSyncResult, cmd: str, forward_stderr: bool) -> Any:
+    if forward_stderr and result.stderr:
+        stderr = result.stderr
+        try:
+            if isinstance(stderr, str):
+                sys.stderr.write(stderr)
+                sys.stderr.flush()
+            else:
+                sys.stderr.flush()
+                os.write(sys.stderr.fileno(), stderr)
+        except (OSError, ValueError, AttributeError):
+            pass
+    if result.error is None and result.status == 0:
+        return result.stdout
+    if result.error is not None:
+        message = str(result.error)
+        code: Any = getattr(result.error, "code", None)
+    else:
+        message = f"Command failed: {cmd}"
+        if result.stderr:
+            message += "\n" + (result.stderr if isinstance(result.stderr, str)
+                               else result.stderr.decode(errors="replace"))
+        code = result.status
+    raise ExecError(message, code=code, cmd=cmd, killed=result.signal is not None,
+                    signal=result.signal, status=result.status, stdout=result.stdout,
+                    stderr=result.stderr, output=result.output, pid=result.pid,
+                    error=result.error)
