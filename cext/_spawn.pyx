@@ -40,7 +40,7 @@ cdef extern from "<fcntl.h>" nogil:
 
 cdef extern from "<sys/socket.h>" nogil:
     int socketpair(int domain, int type, int protocol, int sv[2])
-    int AF_UNIX, SOCK_STREAM, SOCK_CLOEXEC
+    int AF_UNIX, SOCK_STREAM, SOCK_CLOEXEC, SOCK_NONBLOCK
 
 cdef extern from "<spawn.h>" nogil:
     ctypedef struct posix_spawnattr_t:
@@ -203,6 +203,27 @@ def pidfd_send_signal(int pidfd, int sig):
     """Signal the process behind ``pidfd``: never a recycled pid."""
     if cp_pidfd_send_signal(pidfd, sig) < 0:
         raise OSError(errno, "pidfd_send_signal")
+
+
+def make_stdio_pipe(bint child_reads, bint socket_pair):
+    """(parent_end, child_end): the parent's end non-blocking, the child's blocking, both
+    close-on-exec, in two system calls."""
+    cdef int fds[2]
+    cdef int parent, child
+    if socket_pair:
+        if socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0:
+            raise OSError(errno, "socketpair")
+        parent, child = fds[0], fds[1]
+    else:
+        if pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0:
+            raise OSError(errno, "pipe2")
+        parent, child = (fds[1], fds[0]) if child_reads else (fds[0], fds[1])
+    # a new descriptor has no other status flag: clearing them all clears O_NONBLOCK
+    if fcntl(child, F_SETFL, 0) < 0:
+        close(fds[0])
+        close(fds[1])
+        raise OSError(errno, "fcntl")
+    return parent, child
 
 
 def make_pipe():

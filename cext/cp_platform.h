@@ -237,7 +237,7 @@ out:
 #define CP_MAX_WAKE_FDS 64
 static volatile int cp_wake_fds[CP_MAX_WAKE_FDS];
 static struct sigaction cp_prev_sigchld;
-static inline int cp_sigchld_installed = 0;
+static int cp_sigchld_installed = 0;
 
 static inline void cp_sigchld_handler(int sig, siginfo_t *info, void *ctx) {
     int saved = errno;

@@ -69,16 +69,13 @@ class ChildProcess(EventEmitter):
             for index, slot in enumerate(slots):
                 kind = slot.kind
                 if kind == "pipe":
-                    if index in (1, 2):
-                        r, w = _spawn.make_pipe()
-                        parent_ends.append((index, "r", r))
-                        child_fds.append(w)
-                        to_close.append(w)
-                    else:
-                        a, b = _spawn.make_socketpair()
-                        parent_ends.append((index, "w" if index == 0 else "rw", a))
-                        child_fds.append(b)
-                        to_close.append(b)
+                    # stdout/stderr: OS pipes (fastest for bulk output); stdin and fd 3+:
+                    # socket pairs (no SIGPIPE on write; duplex like Node's)
+                    ours, theirs = _spawn.make_stdio_pipe(index == 0, index not in (1, 2))
+                    parent_ends.append((index, "r" if index in (1, 2) else
+                                        "w" if index == 0 else "rw", ours))
+                    child_fds.append(theirs)
+                    to_close.append(theirs)
                 elif kind == "ignore":
                     child_fds.append(_spawn.FD_DEVNULL if index < 3 else _spawn.FD_CLOSED)
                 elif kind in ("inherit", "fd"):
@@ -91,12 +88,10 @@ class ChildProcess(EventEmitter):
                         # (Node does the same); our own stream stops reading it anyway
                         _spawn.set_nonblocking(slot.fd, False)
                 elif kind == "ipc":
-                    a, b = _spawn.make_socketpair()
-                    parent_ends.append((index, "ipc", a))
-                    child_fds.append(b)
-                    to_close.append(b)
-            for _, _, fd in parent_ends:
-                _spawn.set_nonblocking(fd)
+                    ours, theirs = _spawn.make_stdio_pipe(False, True)
+                    parent_ends.append((index, "ipc", ours))
+                    child_fds.append(theirs)
+                    to_close.append(theirs)
         except OSError as exc:
             # EMFILE/ENFILE: nothing to wire up; report it as Node does, leak nothing.
             for fd in to_close:

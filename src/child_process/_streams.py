@@ -134,6 +134,15 @@ class Readable(_FdStream):
             except LookupError:
                 raise NodeTypeError("ERR_UNKNOWN_ENCODING", f"Unknown encoding: {encoding}") from None
             self.readable_encoding = encoding
+            if self._buffer:
+                # what was read ahead is still raw: decode it now, keeping a split character
+                raw = b"".join(c for c in self._buffer if isinstance(c, (bytes, bytearray)))
+                text = self._decoder.decode(raw)
+                self._buffer.clear()
+                self._buffered = 0
+                if text:
+                    self._buffer.append(text)
+                    self._buffered = len(text)
         return self
 
     def pause(self) -> "Readable":
@@ -438,7 +447,12 @@ class Writable(_FdStream):
         if data is not None:
             self.write(data)
         if callback is not None:
-            self.once("finish", callback)
+            if self.writable_finished or self.destroyed:
+                err = NodeValueError("ERR_STREAM_ALREADY_FINISHED",
+                                     "Cannot call end after a stream was finished")
+                self._loop.call_soon(callback, err)
+            else:
+                self.once("finish", callback)
         if self.writable_ended:
             return self
         self.writable_ended = True
