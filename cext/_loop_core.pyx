@@ -83,6 +83,8 @@ cdef class Loop:
     cdef public object owner
     cdef int _depth
     cdef bint _closed
+    cdef public object waker
+    cdef public bint wake_pending
     cdef dict __dict__
 
     def __cinit__(self):
@@ -98,6 +100,8 @@ cdef class Loop:
         self._seq = 0
         self.refs = 0
         self.owner = threading.get_ident()
+        self.waker = None
+        self.wake_pending = False
 
     def __dealloc__(self):
         if self.epfd >= 0:
@@ -123,6 +127,14 @@ cdef class Loop:
     def call_soon(self, callback, *args):
         """Run ``callback(*args)`` on the next turn, before polling (Node's nextTick)."""
         self._ready.append((callback, args))
+        if self.waker is not None and not self.wake_pending:
+            self.wake_pending = True
+            self.waker()
+
+    def next_deadline(self):
+        """monotonic() time of the earliest active timer, or None (for an embedding loop)."""
+        cdef double delay = self._next_timeout(-1)
+        return None if delay < 0 else monotonic() + delay
 
     @property
     def has_ready(self):
@@ -162,6 +174,9 @@ cdef class Loop:
         self._seq += 1
         t.seq = self._seq
         heapq.heappush(self._timers, (t.when, t.seq, t))
+        if self.waker is not None and not self.wake_pending:
+            self.wake_pending = True
+            self.waker()
 
     cdef double _next_timeout(self, double limit):
         """Seconds until the earliest active timer (or ``limit``; -1 means no limit)."""

@@ -6,7 +6,7 @@ from ._api import spawn
 from ._child import ChildProcess
 from ._errors import (AbortError, ExecError, NodeTypeError, NodeValueError, RangeError,
                       SpawnError)
-from ._exec import exec, exec_file
+from ._exec import exec, exec_async, exec_file, exec_file_async
 from ._spawn_sync import SpawnSyncResult, exec_file_sync, exec_sync, spawn_sync
 from ._events import EventEmitter, UnhandledErrorEvent
 from ._loop import get_loop, run
@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AbortController", "AbortError", "AbortSignal", "ChildProcess", "Duplex", "EventEmitter",
     "ExecError", "NodeTypeError", "NodeValueError", "RangeError", "Readable", "SpawnError",
-    "SpawnSyncResult", "UnhandledErrorEvent", "Writable", "exec", "exec_file", "exec_file_sync",
+    "SpawnSyncResult", "UnhandledErrorEvent", "Writable", "exec", "exec_async", "exec_file",
+    "exec_file_async", "exec_file_sync",
     "exec_sync", "get_loop", "run", "spawn", "spawn_sync",
 ]

@@ -11,7 +11,7 @@ import errno as _errno
 import os
 from typing import Any, List, Optional, Tuple
 
-from . import _spawn
+from . import _aio, _spawn
 from ._errors import AbortError, SpawnError, errno_code, errno_exception
 from ._events import EventEmitter
 from ._loop import ExitWatcher, Loop, Timer, decode_status, get_loop, signal_name
@@ -58,6 +58,7 @@ class ChildProcess(EventEmitter):
 
     def _spawn(self, spec: SpawnSpec) -> None:
         loop = self._loop = get_loop()
+        _aio.bind(loop)       # inside a running asyncio loop, it drives this child
         self.spawnfile = spec.spawnfile
         self.spawnargs = spec.spawnargs
         self._kill_signal = spec.kill_signal

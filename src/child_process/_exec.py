@@ -124,3 +124,22 @@ def _start(spec: Any, cmd: str, limit: int, codec: Optional[str],
     child.on("error", on_error)
     child.on("close", finish)
     return child
+
+
+def exec_async(command: Any, **options: Any) -> Any:
+    """``await exec_async(cmd)`` -> result with ``.stdout``/``.stderr``; raises ExecError.
+
+    The awaitable has ``.child``. Needs a running asyncio loop, which drives the child.
+    """
+    from ._aio import ExecAwaitable
+    if "callback" in options:
+        raise TypeError("exec_async() takes no callback")
+    return ExecAwaitable(lambda done: exec(command, callback=done, **options))
+
+
+def exec_file_async(file: Any, args: Sequence[Any] = (), **options: Any) -> Any:
+    """``await exec_file_async(file, args)``: exec_file as an awaitable (see exec_async)."""
+    from ._aio import ExecAwaitable
+    if "callback" in options:
+        raise TypeError("exec_file_async() takes no callback")
+    return ExecAwaitable(lambda done: exec_file(file, args, callback=done, **options))

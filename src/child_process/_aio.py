@@ -1,0 +1,190 @@
+"""asyncio integration: when a running asyncio loop is present, it drives our loop.
+
+Our loop's epoll descriptor is registered with the asyncio loop (``add_reader``): readiness of any
+of our pipes, pidfds or channels makes it readable, and asyncio then runs one non-blocking turn
+of ours. Queued callbacks and timers ask asyncio for a turn through ``Loop.waker``. So there is
+no thread and no polling, every callback runs on the asyncio loop's thread, and nothing needs
+``run()``.
+
+Cancellation does what an asyncio user expects: cancelling ``await child`` or an ``exec_async``
+sends the child its ``kill_signal``, waits until it has been reaped and its pipes are closed,
+then lets ``CancelledError`` through — no orphan, no zombie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Optional
+
+from ._loop import Loop, get_loop
+
+_get_running_loop = asyncio._get_running_loop
+
+
+class _Binding:
+    """Our loop embedded in one asyncio loop."""
+
+    __slots__ = ("loop", "aloop", "timer", "fd", "__weakref__")
+
+    def __init__(self, loop: Loop, aloop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.aloop = aloop
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.fd = loop.fileno()
+        if self.fd >= 0:
+            aloop.add_reader(self.fd, self.tick)
+        loop.waker = self.wake
+
+    def wake(self) -> None:
+        """Our loop has queued a callback or armed a timer: ask asyncio for a turn."""
+        try:
+            self.aloop.call_soon(self.tick)
+        except RuntimeError:      # that asyncio loop has been closed: fall back to run()/wait()
+            self.detach()
+
+    def tick(self) -> None:
+        loop = self.loop
+        loop.wake_pending = False
+        try:
+            loop.run_once(0)
+        finally:
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = self.loop.next_deadline()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if deadline is not None:
+            # asyncio's clock is time.monotonic() too
+            self.timer = self.aloop.call_at(deadline, self.tick)
+        if self.loop.has_ready and not self.loop.wake_pending:
+            self.loop.wake_pending = True
+            self.aloop.call_soon(self.tick)
+
+    def detach(self) -> None:
+        loop = self.loop
+        if loop.waker == self.wake:
+            loop.waker = None
+            loop.wake_pending = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.aloop.is_closed() and self.fd >= 0:
+            try:
+                self.aloop.remove_reader(self.fd)
+            except (RuntimeError, ValueError, OSError):
+                pass
+        if getattr(loop, "_aio_binding", None) is self:
+            loop._aio_binding = None
+
+
+def bind(loop: Loop) -> bool:
+    """Let the running asyncio loop (if any) drive ``loop``; True when one does."""
+    aloop = _get_running_loop()
+    binding = getattr(loop, "_aio_binding", None)
+    if aloop is None:
+        if binding is not None and binding.aloop.is_closed():
+            binding.detach()
+        return False
+    if binding is not None:
+        if binding.aloop is aloop:
+            return True
+        binding.detach()
+    loop._aio_binding = _Binding(loop, aloop)
+    loop._aio_binding._arm_timer()
+    return True
+
+
+async def drive_until(loop: Loop, future: "asyncio.Future") -> None:
+    """Wait for ``future`` with the running asyncio loop driving ours."""
+    bind(loop)
+    await future
+
+
+async def await_close(child: Any) -> tuple:
+    """``await child``: (exit_code, signal_code) after 'close'; cancellation kills and reaps."""
+    if child._closed:
+        return child.exit_code, child.signal_code
+    loop = child._loop
+    bind(loop)
+    future = asyncio.get_running_loop().create_future()
+
+    def on_close(*_: Any) -> None:
+        if not future.done():
+            future.set_result(None)
+
+    child.once("close", on_close)
+    try:
+        await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await _kill_and_reap(child, future)
+        raise
+    return child.exit_code, child.signal_code
+
+
+async def _kill_and_reap(child: Any, closed: "asyncio.Future") -> None:
+    """After a cancellation: kill_signal, then wait (uncancellably) until the child has closed."""
+    if not child._closed:
+        child.kill(child._kill_signal)
+        for stream in child.stdio:
+            flush = getattr(stream, "_flush_after_exit", None)
+            if flush is not None and not getattr(stream, "_async_iterating", False):
+                flush()
+    while not closed.done():
+        try:
+            await asyncio.shield(closed)
+        except asyncio.CancelledError:
+            continue     # cancelled again: still finish the cleanup first
+
+
+class ExecResult:
+    """What ``await exec_async(...)`` gives: ``stdout`` and ``stderr``."""
+
+    __slots__ = ("stdout", "stderr", "child")
+
+    def __init__(self, stdout: Any, stderr: Any, child: Any):
+        self.stdout = stdout
+        self.stderr = stderr
+        self.child = child
+
+    def __iter__(self):
+        return iter((self.stdout, self.stderr))
+
+    def __repr__(self) -> str:
+        return f"ExecResult(stdout={self.stdout!r}, stderr={self.stderr!r})"
+
+
+class ExecAwaitable:
+    """The awaitable ``exec_async`` returns; ``.child`` is the running ChildProcess."""
+
+    def __init__(self, start: Any):
+        self._future: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def done(err: Any, stdout: Any, stderr: Any) -> None:
+            if self._future.done():
+                return
+            if err is not None:
+                self._future.set_exception(err)
+            else:
+                self._future.set_result(ExecResult(stdout, stderr, self.child))
+
+        self.child = start(done)
+        bind(self.child._loop)
+
+    def __await__(self):
+        return self._wait().__await__()
+
+    async def _wait(self) -> ExecResult:
+        try:
+            return await asyncio.shield(self._future)
+        except asyncio.CancelledError:
+            closed = asyncio.get_running_loop().create_future()
+            if self.child._closed:
+                closed.set_result(None)
+            else:
+                self.child.once("close", lambda *_: closed.done() or closed.set_result(None))
+            await _kill_and_reap(self.child, closed)
+            if self._future.done() and not self._future.cancelled():
+                self._future.exception()      # mark retrieved
+            raise
