@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import sys
+
 from ._child import ChildProcess
-from ._options import normalize_spawn
+from ._errors import NodeValueError, invalid_arg_type
+from ._options import check_string, normalize_spawn
 
 
 def spawn(command: Any, args: Sequence[Any] = (), *, cwd: Any = None, env: Any = None,
@@ -22,3 +25,40 @@ def spawn(command: Any, args: Sequence[Any] = (), *, cwd: Any = None, env: Any =
     child = ChildProcess()
     child._spawn(spec)
     return child
+
+
+def fork(module_path: Any, args: Sequence[Any] = (), *, cwd: Any = None, detached: bool = False,
+         env: Any = None, exec_path: Any = None, exec_argv: Any = None, gid: Any = None,
+         uid: Any = None, serialization: str = "json", signal: Any = None,
+         kill_signal: Any = "SIGTERM", silent: bool = False, stdio: Any = None,
+         timeout: Any = None) -> ChildProcess:
+    """Run ``exec_path`` (default: this Python) on ``module_path`` with an IPC channel.
+
+    The child talks back through ``child_process.parent`` (a Python child) or ``process.send``
+    (a Node.js child, with ``exec_path='node'``). ``exec_argv=['-m']`` runs a module by name.
+    """
+    module = check_string(module_path, "modulePath", allow_bytes=True)
+    if args is None:
+        args = ()
+    if not isinstance(args, (list, tuple)):
+        raise invalid_arg_type("args", "an instance of list or tuple", args)
+    if exec_argv is None:
+        exec_argv = []
+    elif not isinstance(exec_argv, (list, tuple)):
+        raise invalid_arg_type("options.execArgv", "an instance of list or tuple", exec_argv)
+    if stdio is None:
+        stdio = ["pipe", "pipe", "pipe", "ipc"] if silent else [0, 1, 2, "ipc"]
+    elif isinstance(stdio, str):
+        stdio = [stdio, stdio, stdio, "ipc"]
+    elif isinstance(stdio, (list, tuple)):
+        if "ipc" not in stdio:
+            raise NodeValueError("ERR_CHILD_PROCESS_IPC_REQUIRED",
+                                 "Forked processes must have an IPC channel, missing value 'ipc' "
+                                 "in options.stdio")
+    else:
+        raise invalid_arg_type("options.stdio", "of type string or an instance of list", stdio)
+    command = exec_path if exec_path is not None else sys.executable
+    return spawn(command, list(exec_argv) + [module] + list(args), cwd=cwd, env=env,
+                 stdio=stdio, detached=detached, uid=uid, gid=gid,
+                 serialization=serialization, signal=signal, timeout=timeout,
+                 kill_signal=kill_signal)

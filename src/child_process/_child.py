@@ -11,9 +11,12 @@ import errno as _errno
 import os
 from typing import Any, List, Optional, Tuple
 
-from . import _aio, _spawn
+import sys
+
+from . import _spawn
 from ._errors import AbortError, SpawnError, errno_code, errno_exception
 from ._events import EventEmitter
+from ._ipc import ChannelOwner
 from ._loop import ExitWatcher, Loop, Timer, decode_status, get_loop, signal_name
 from ._options import SpawnSpec, check_signal
 from ._streams import Duplex, Readable, Writable
@@ -22,16 +25,23 @@ from ._streams import Duplex, Readable, Writable
 _EMFILE = (_errno.EMFILE, _errno.ENFILE)
 
 
-class ChildProcess(EventEmitter):
+def _bind_asyncio(loop: Loop) -> None:
+    """Inside a running asyncio loop, let it drive ours (asyncio is imported only if in use)."""
+    if "asyncio" in sys.modules:
+        from . import _aio
+        _aio.bind(loop)
+
+
+class ChildProcess(ChannelOwner):
     """A child process. Created by ``spawn()``/``fork()``/``exec*()``; not instantiated directly."""
 
     def __init__(self) -> None:
         EventEmitter.__init__(self)
+        self._ipc_init()
         self.pid: Optional[int] = None
         self.exit_code: Optional[int] = None
         self.signal_code: Optional[str] = None
         self.killed = False
-        self.connected = False
         self.channel: Any = None
         self.spawnfile: Optional[str] = None
         self.spawnargs: List[Any] = []
@@ -58,7 +68,7 @@ class ChildProcess(EventEmitter):
 
     def _spawn(self, spec: SpawnSpec) -> None:
         loop = self._loop = get_loop()
-        _aio.bind(loop)       # inside a running asyncio loop, it drives this child
+        _bind_asyncio(loop)
         self.spawnfile = spec.spawnfile
         self.spawnargs = spec.spawnargs
         self._kill_signal = spec.kill_signal
@@ -210,11 +220,18 @@ class ChildProcess(EventEmitter):
             self._abort_signal.remove_event_listener("abort", self._on_abort)
             self._abort_signal = None
 
-    def _maybe_close(self) -> None:
+    def _listener_added(self, event: Any) -> None:
+        self._ipc_listener_added(event)
+
+    def _channel_closed(self) -> None:
+        try:
+            self.emit("disconnect")
+        finally:
+            self._maybe_close()
+
+    def _maybe_close(self, *_: Any) -> None:
         self._closes_got += 1
         if self._closes_got < self._closes_needed or self._closed:
-            return
-        if self.channel is not None and not getattr(self.channel, "closed", True):
             return
         self._closed = True
         self.emit("close", self.exit_code, self.signal_code)

@@ -9,7 +9,6 @@ child instead of filling the parent's memory; a writable stream accepts everythi
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import errno as _errno
 import os
@@ -117,7 +116,7 @@ class Readable(_FdStream):
         self._eof = False                         # end of file read (maybe still buffered)
         self._flush_scheduled = False
         self._async_iterating = False
-        self._async_waiter: Optional[asyncio.Future] = None
+        self._async_waiter: Any = None
         self._async_error: Optional[BaseException] = None
         self._close_pending = False
         self._io.start_reading()
@@ -351,6 +350,7 @@ class Readable(_FdStream):
                     self._emit_end()
                 raise StopAsyncIteration
             self._want_more()
+            import asyncio
             self._async_waiter = asyncio.get_running_loop().create_future()
             try:
                 await _drive(self._loop, self._async_waiter)
@@ -358,7 +358,7 @@ class Readable(_FdStream):
                 self._async_waiter = None
 
 
-async def _drive(loop: Loop, future: "asyncio.Future") -> None:
+async def _drive(loop: Loop, future: Any) -> None:
     """Wait for ``future`` while making sure our loop runs (until asyncio drives it natively)."""
     from ._aio import drive_until
     await drive_until(loop, future)
@@ -432,6 +432,7 @@ class Writable(_FdStream):
         """Wait until the backlog is below the high-water mark (asyncio)."""
         if self._queued < self.writable_high_water_mark or self.destroyed:
             return
+        import asyncio
         future = asyncio.get_running_loop().create_future()
 
         def done(*_: Any) -> None:

@@ -1,0 +1,302 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""IPC wire mechanism: socket I/O with descriptors (SCM_RIGHTS, MSG_CMSG_CLOEXEC, MSG_NOSIGNAL)
+and frame splitting for Node's formats: JSON lines and 4-byte big-endian length prefixes.
+
+A read is split into all its complete frames here, in C; the codecs (JSON, V8, pickle) are given
+as callables so each format stays one small piece of policy in Python.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from libc.stdlib cimport malloc, free
+from libc.string cimport memchr, memcpy, memset
+from libc.errno cimport errno, EAGAIN, EINTR
+
+cdef extern from "<errno.h>":
+    int EWOULDBLOCK
+
+cdef extern from "<sys/uio.h>" nogil:
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+
+cdef extern from "<sys/socket.h>" nogil:
+    struct msghdr:
+        void *msg_name
+        unsigned int msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+    struct cmsghdr:
+        size_t cmsg_len
+        int cmsg_level
+        int cmsg_type
+    ssize_t sendmsg(int fd, const msghdr *msg, int flags)
+    ssize_t recvmsg(int fd, msghdr *msg, int flags)
+    cmsghdr *CMSG_FIRSTHDR(msghdr *m)
+    cmsghdr *CMSG_NXTHDR(msghdr *m, cmsghdr *c)
+    unsigned char *CMSG_DATA(cmsghdr *c)
+    size_t CMSG_SPACE(size_t n)
+    size_t CMSG_LEN(size_t n)
+    int SOL_SOCKET, SCM_RIGHTS, MSG_NOSIGNAL, MSG_DONTWAIT, MSG_CTRUNC
+
+cdef extern from *:
+    """
+    #include <sys/socket.h>
+    #ifndef MSG_CMSG_CLOEXEC
+    #define MSG_CMSG_CLOEXEC 0
+    #endif
+    #define CP_IOV_MAX 1024
+    #define CP_MAX_FDS 16
+    """
+    int MSG_CMSG_CLOEXEC
+    int CP_IOV_MAX
+    int CP_MAX_FDS
+
+cdef extern from "<unistd.h>" nogil:
+    int close(int fd)
+
+#: True when received descriptors are close-on-exec from birth (Linux); elsewhere the caller
+#: sets FD_CLOEXEC right after the receive.
+CMSG_CLOEXEC = MSG_CMSG_CLOEXEC != 0
+
+
+def send_frames(int fd, list frames, Py_ssize_t first, int pass_fd=-1):
+    """Write ``frames[first:]`` with one sendmsg (no SIGPIPE, never blocking).
+
+    ``pass_fd`` (when >= 0) rides along with the first byte as SCM_RIGHTS. Returns the number of
+    bytes written (0 when the socket is full); OSError otherwise.
+    """
+    cdef Py_ssize_t n = len(frames) - first, i
+    if n > CP_IOV_MAX:
+        n = CP_IOV_MAX
+    if n <= 0:
+        return 0
+    cdef iovec *iov = <iovec *>malloc(n * sizeof(iovec))
+    cdef Py_buffer *views = <Py_buffer *>malloc(n * sizeof(Py_buffer))
+    cdef Py_ssize_t got = 0
+    cdef msghdr msg
+    cdef char cbuf[64]
+    cdef cmsghdr *cm
+    cdef ssize_t rc
+    if iov == NULL or views == NULL:
+        free(iov); free(views)
+        raise MemoryError()
+    try:
+        for i in range(n):
+            PyObject_GetBuffer(frames[first + i], &views[i], PyBUF_SIMPLE)
+            got += 1
+            iov[i].iov_base = views[i].buf
+            iov[i].iov_len = views[i].len
+        memset(&msg, 0, sizeof(msg))
+        msg.msg_iov = iov
+        msg.msg_iovlen = n
+        if pass_fd >= 0:
+            memset(cbuf, 0, sizeof(cbuf))
+            msg.msg_control = cbuf
+            msg.msg_controllen = CMSG_SPACE(sizeof(int))
+            cm = CMSG_FIRSTHDR(&msg)
+            cm.cmsg_level = SOL_SOCKET
+            cm.cmsg_type = SCM_RIGHTS
+            cm.cmsg_len = CMSG_LEN(sizeof(int))
+            memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int))
+        while True:
+            with nogil:
+                rc = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT)
+            if rc >= 0:
+                return rc
+            if errno == EINTR:
+                continue
+            if errno == EAGAIN or errno == EWOULDBLOCK:
+                return 0
+            raise OSError(errno, "write")
+    finally:
+        for i in range(got):
+            PyBuffer_Release(&views[i])
+        free(iov)
+        free(views)
+
+
+def recv_with_fds(int fd, Py_ssize_t size):
+    """(bytes, fds, truncated): b'' at end of file; None when nothing is available now.
+
+    Descriptors that arrive are close-on-exec (MSG_CMSG_CLOEXEC); ``truncated`` says the kernel
+    had more control data than fit (those descriptors are lost, as the caller must report).
+    """
+    cdef object buf = PyBytes_FromStringAndSize(NULL, size)
+    cdef iovec iov
+    cdef msghdr msg
+    cdef char cbuf[512]
+    cdef cmsghdr *cm
+    cdef ssize_t rc
+    cdef int nfd, k, one
+    iov.iov_base = PyBytes_AS_STRING(buf)
+    iov.iov_len = size
+    memset(&msg, 0, sizeof(msg))
+    msg.msg_iov = &iov
+    msg.msg_iovlen = 1
+    msg.msg_control = cbuf
+    msg.msg_controllen = sizeof(cbuf)
+    while True:
+        with nogil:
+            rc = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)
+        if rc >= 0:
+            break
+        if errno == EINTR:
+            continue
+        if errno == EAGAIN or errno == EWOULDBLOCK:
+            return None
+        raise OSError(errno, "read")
+    fds = None
+    if msg.msg_controllen > 0:
+        cm = CMSG_FIRSTHDR(&msg)
+        while cm != NULL:
+            if cm.cmsg_level == SOL_SOCKET and cm.cmsg_type == SCM_RIGHTS:
+                nfd = <int>((cm.cmsg_len - CMSG_LEN(0)) // sizeof(int))
+                for k in range(nfd):
+                    memcpy(&one, CMSG_DATA(cm) + k * sizeof(int), sizeof(int))
+                    if fds is None:
+                        fds = []
+                    fds.append(one)
+            cm = CMSG_NXTHDR(&msg, cm)
+    data = buf[:rc] if rc != size else buf
+    return data, fds, bool(msg.msg_flags & MSG_CTRUNC)
+
+
+cdef class LineFramer:
+    """Splits a byte stream into newline-terminated frames (Node's JSON channel).
+
+    A newline byte never occurs inside a UTF-8 multi-byte character, so splitting the bytes and
+    decoding whole lines is multi-byte safe without a streaming decoder. A long line arriving in
+    many reads is joined once, when its newline comes.
+    """
+
+    cdef list parts
+    cdef Py_ssize_t pending
+    cdef public Py_ssize_t max_line
+
+    def __cinit__(self, Py_ssize_t max_line=-1):
+        self.parts = []
+        self.pending = 0
+        self.max_line = max_line
+
+    @property
+    def buffering(self):
+        return self.pending > 0
+
+    def feed(self, bytes data, decode):
+        """Decode every complete line; returns (messages, error, ends) -- ``ends`` holds, for each
+        message, the offset in ``data`` just past its frame (to bind a received descriptor)."""
+        cdef bytes chunk
+        cdef Py_ssize_t base = self.pending, start = 0, n, pos
+        cdef const char *p
+        cdef const char *nl
+        messages = []
+        ends = []
+        if base:
+            if memchr(PyBytes_AS_STRING(data), 10, PyBytes_GET_SIZE(data)) == NULL:
+                self.parts.append(data)
+                self.pending += len(data)
+                return self._check_limit(messages, ends)
+            self.parts.append(data)
+            chunk = b"".join(self.parts)
+            self.parts = []
+            self.pending = 0
+        else:
+            chunk = data
+        p = PyBytes_AS_STRING(chunk)
+        n = PyBytes_GET_SIZE(chunk)
+        while start < n:
+            nl = <const char *>memchr(p + start, 10, n - start)
+            if nl == NULL:
+                break
+            pos = nl - p
+            if pos > start:
+                try:
+                    messages.append(decode(chunk[start:pos]))
+                except Exception as exc:
+                    return messages, exc, ends
+                ends.append(pos + 1 - base)
+            start = pos + 1
+        if start < n:
+            self.parts = [chunk[start:]]
+            self.pending = n - start
+        return self._check_limit(messages, ends)
+
+    cdef tuple _check_limit(self, list messages, list ends):
+        if self.max_line >= 0 and self.pending > self.max_line:
+            self.parts = []
+            self.pending = 0
+            return messages, ValueError("message larger than the channel's limit"), ends
+        return messages, None, ends
+
+
+cdef class LengthFramer:
+    """Splits a byte stream into frames of a 4-byte big-endian *unsigned* length + payload
+    (Node's 'advanced' channel, and ours for pickle). A length above ``max_frame`` is an error
+    found before anything is allocated for it."""
+
+    cdef bytearray buf
+    cdef public Py_ssize_t max_frame
+
+    def __cinit__(self, Py_ssize_t max_frame=1 << 30):
+        self.buf = bytearray()
+        self.max_frame = max_frame
+
+    @property
+    def buffering(self):
+        return len(self.buf) > 0
+
+    def feed(self, bytes data, decode):
+        """Decode every complete frame; (messages, error, ends) as LineFramer.feed."""
+        cdef Py_ssize_t base = len(self.buf), start = 0, n, length
+        cdef const unsigned char *p
+        cdef bytes chunk
+        messages = []
+        ends = []
+        if base:
+            self.buf += data
+            if len(self.buf) < 4:
+                return messages, None, ends
+            length = (self.buf[0] << 24) | (self.buf[1] << 16) | (self.buf[2] << 8) | self.buf[3]
+            if length > self.max_frame:
+                self.buf = bytearray()
+                return messages, _too_large(length, self.max_frame), ends
+            if len(self.buf) < 4 + length:
+                return messages, None, ends     # still waiting: no copy of what we hold
+            chunk = bytes(self.buf)
+            self.buf = bytearray()
+        else:
+            chunk = data
+        p = <const unsigned char *>PyBytes_AS_STRING(chunk)
+        n = PyBytes_GET_SIZE(chunk)
+        while n - start >= 4:
+            length = ((<Py_ssize_t>p[start] << 24) | (<Py_ssize_t>p[start + 1] << 16)
+                      | (<Py_ssize_t>p[start + 2] << 8) | <Py_ssize_t>p[start + 3])
+            if length > self.max_frame:
+                return messages, _too_large(length, self.max_frame), ends
+            if n - start - 4 < length:
+                break
+            try:
+                messages.append(decode(chunk[start + 4:start + 4 + length]))
+            except Exception as exc:
+                return messages, exc, ends
+            start += 4 + length
+            ends.append(start - base)
+        if start < n:
+            self.buf = bytearray(chunk[start:])
+        return messages, None, ends
+
+
+cdef object _too_large(Py_ssize_t length, Py_ssize_t limit):
+    return ValueError(f"frame of {length} bytes is larger than the channel's limit ({limit})")
+
+
+def frame_length_prefix(bytes payload):
+    """4-byte big-endian length + payload."""
+    cdef Py_ssize_t n = len(payload)
+    if n > 0xFFFFFFFF:
+        raise ValueError("message too large for a 4-byte length prefix")
+    return bytes(((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)) + payload

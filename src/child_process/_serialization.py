@@ -1,0 +1,158 @@
+"""The message codecs of the IPC channel: Node's 'json' (one line of compact UTF-8 JSON per
+message) and our 'pickle' (trusted peers only). 'advanced' (V8's format) lives in ``_v8``.
+
+Each codec is a pair ``encode(message) -> frame bytes`` / ``decode(frame payload) -> message``;
+framing (newline or length prefix) is split by ``_wire``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json as _json
+import math
+import struct
+from typing import Any, Callable, Tuple
+
+from ._errors import NodeTypeError
+
+try:  # the fastest encoder available; optional
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
+
+# -- json -------------------------------------------------------------------------------------
+
+def _node_json_default(value: Any) -> Any:
+    """What JSON.stringify would make of the Python types Node has counterparts for."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"type": "Buffer", "data": list(bytes(value))}   # Buffer.prototype.toJSON
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+        return value.isoformat(timespec="milliseconds") + "Z"    # Date.prototype.toJSON
+    if isinstance(value, _dt.date):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    raise NodeTypeError("ERR_INVALID_ARG_TYPE",
+                        f"Object of type {type(value).__name__} cannot be sent as JSON")
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become null, as JSON.stringify makes them (Node would crash on NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+_dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                           default=_node_json_default).encode
+_dumps_ascii = _json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False,
+                                 default=_node_json_default).encode
+
+
+def _stdlib_json_encode(message: Any) -> bytes:
+    try:
+        text = _dumps(message)
+    except ValueError as exc:
+        if "Out of range float" not in str(exc):
+            raise
+        text = _dumps(_finite(message))
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:       # lone surrogates: escape them, as JSON.stringify does
+        return _dumps_ascii(_finite(message)).encode("ascii") + b"\n"
+
+
+if _orjson is not None:
+    _ORJSON_OPTS = (_orjson.OPT_NON_STR_KEYS | _orjson.OPT_PASSTHROUGH_DATETIME
+                    | _orjson.OPT_APPEND_NEWLINE)
+    _orjson_dumps = _orjson.dumps
+
+    def json_encode(message: Any) -> bytes:
+        try:
+            return _orjson_dumps(message, default=_node_json_default, option=_ORJSON_OPTS)
+        except TypeError:
+            # lone surrogates, ints beyond 64 bits, subclasses orjson refuses: the stdlib can
+            return _stdlib_json_encode(message)
+
+    json_decode: Callable[[bytes], Any] = _orjson.loads
+
+    def _json_decode_checked(line: bytes) -> Any:
+        try:
+            return _orjson.loads(line)
+        except _orjson.JSONDecodeError:
+            return _json.loads(line)     # NaN/Infinity tokens, huge ints: let the stdlib try
+    json_decode = _json_decode_checked
+else:  # pragma: no cover
+    json_encode = _stdlib_json_encode
+    json_decode = _json.loads
+
+
+def json_check_message(message: Any) -> None:
+    """Node's top-level type rule for send(): strings, objects, numbers, booleans, null."""
+    if message is None or isinstance(message, (str, int, float, bool, dict, list, tuple)):
+        return
+    if isinstance(message, (bytes, bytearray, memoryview, _dt.date)):
+        return
+    raise NodeTypeError("ERR_INVALID_ARG_TYPE",
+                        'The "message" argument must be one of type string, object, number, or '
+                        f"boolean. Received type {type(message).__name__}")
+
+
+# -- pickle -----------------------------------------------------------------------------------
+# frame payload: u32 count of out-of-band buffers, u64 length of each, the pickle, the buffers
+
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+
+
+def pickle_encode(message: Any) -> bytes:
+    import pickle
+    buffers: list = []
+    data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    raws = [b.raw() for b in buffers]
+    header = _U32.pack(len(raws)) + b"".join(_U64.pack(r.nbytes) for r in raws)
+    payload = header + data + b"".join(bytes(r) for r in raws) if raws else header + data
+    if len(payload) > 0xFFFFFFFF:
+        raise ValueError("message too large for one frame (4 GiB)")
+    return _U32.pack(len(payload)) + payload
+
+
+def pickle_decode(payload: bytes) -> Any:
+    import pickle
+    view = memoryview(payload)
+    (count,) = _U32.unpack_from(view, 0)
+    offset = 4
+    lengths = []
+    for _ in range(count):
+        (n,) = _U64.unpack_from(view, offset)
+        lengths.append(n)
+        offset += 8
+    total = sum(lengths)
+    body_end = len(view) - total
+    if body_end < offset:
+        raise ValueError("corrupt pickle frame")
+    buffers = []
+    position = body_end
+    for n in lengths:
+        buffers.append(view[position:position + n])
+        position += n
+    return pickle.loads(view[offset:body_end], buffers=buffers)
+
+
+def codec(serialization: str) -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any], bool]:
+    """(encode, decode, line_framed) for a serialization mode."""
+    if serialization == "json":
+        return json_encode, json_decode, True
+    if serialization == "pickle":
+        return pickle_encode, pickle_decode, False
+    if serialization == "advanced":
+        from ._v8 import v8_decode, v8_encode_frame
+        return v8_encode_frame, v8_decode, False
+    raise ValueError(serialization)
