@@ -13,6 +13,11 @@ could not measure.  Three kinds exist:
 
 C and Node programs print ``{"n": ops, "seconds": total}``; the value of their row is
 ``seconds / n``.  ``_worker.py`` prints the value of each row itself.
+
+A job created with ``child=True`` (the ``capture`` scenario) gets one more parameter,
+``child``: the argv of the program whose stdout it captures, the same for every
+implementation — ``c/writer.c`` built by :class:`Toolchain`, or ``head -c N /dev/zero`` when
+there is no ``cc`` (see :meth:`Toolchain.writer`).
 """
 
 import json
@@ -79,6 +84,29 @@ class Toolchain:
             raise Unavailable(f"`cc -O2 {source}` failed: {lines[0]}")
         return exe
 
+    def writer(self, nbytes):
+        """The argv of a child writing exactly ``nbytes`` bytes to its stdout: ``c/writer.c``
+        (1 MiB write(2)s from a static buffer) when it builds, else ``head -c N /dev/zero``."""
+        try:
+            return [self.binary("writer.c"), str(int(nbytes))]
+        except Unavailable as exc:
+            head = shutil.which("head")
+            if head is None:
+                raise Unavailable(f"no child to capture: {exc}, and no `head` on PATH")
+            return [head, "-c", str(int(nbytes)), "/dev/zero"]
+
+    def writer_description(self):
+        """What :meth:`writer` runs, in words, for the notes under a table."""
+        try:
+            self.binary("writer.c")
+        except Unavailable as exc:
+            if shutil.which("head") is None:
+                return f"none ({exc}, and no `head` on PATH)"
+            return (f"`head -c N /dev/zero` (c/writer.c not available: {exc}); its write "
+                    f"sizes are not those of c/writer.c, so figures are not comparable with "
+                    f"runs that had it")
+        return "`c/writer.c` built with `cc -O2`: write(2) of 1 MiB chunks from a static buffer"
+
     def versions(self):
         """Short descriptions of the tools, for the results header."""
         out = {"python": sys.version.split()[0] + f" ({sys.executable})"}
@@ -128,13 +156,23 @@ class Job:
     ``params(cfg, probe)`` returns this job's parameters from the scenario's configuration
     (``cfg``); ``probe=True`` asks for a tiny run that only checks the job works."""
 
-    def __init__(self, name, keys, params):
+    def __init__(self, name, keys, params, child=False):
         self.name = name
         self.keys = list(keys)
         self.params = params
+        self.child = child  # add p["child"], the argv of the writer of p["nbytes"] bytes
 
     def prepare(self, tools):
         """Raise Unavailable if this job cannot run at all here."""
+        if self.child:
+            tools.writer(1)
+
+    def resolve(self, tools, cfg, probe):
+        """This job's parameters for one run, with the child's argv when it needs one."""
+        p = dict(self.params(cfg, probe))
+        if self.child:
+            p["child"] = tools.writer(p["nbytes"])
+        return p
 
     def command(self, tools, keys, cfg, probe):
         raise NotImplementedError
@@ -152,8 +190,8 @@ class Job:
 class _ExternalJob(Job):
     """A C or Node program measuring exactly one row, printing {"n": .., "seconds": ..}."""
 
-    def __init__(self, name, key, params, argv):
-        super().__init__(name, [key], params)
+    def __init__(self, name, key, params, argv, child=False):
+        super().__init__(name, [key], params, child)
         self.argv = argv  # argv(p) -> list of str arguments after the program
 
     def parse(self, data, keys):
@@ -167,34 +205,39 @@ class _ExternalJob(Job):
 
 
 def _rss_info(data, key):
-    rss = data.get("rss")
-    return {key: {"rss": rss}} if isinstance(rss, (int, float)) and rss > 0 else {}
+    """{key: {"rss": bytes, "maxrss": bytes}} with whichever of the two the program printed."""
+    info = {name: data[name] for name in ("rss", "maxrss")
+            if isinstance(data.get(name), (int, float)) and data[name] > 0}
+    return {key: info} if info else {}
 
 
 class CJob(_ExternalJob):
-    def __init__(self, name, key, source, params, argv):
-        super().__init__(name, key, params, argv)
+    def __init__(self, name, key, source, params, argv, child=False):
+        super().__init__(name, key, params, argv, child)
         self.source = source
 
     def prepare(self, tools):
         tools.binary(self.source)
+        super().prepare(tools)
 
     def command(self, tools, keys, cfg, probe):
-        return [tools.binary(self.source)] + [str(a) for a in self.argv(self.params(cfg, probe))]
+        p = self.resolve(tools, cfg, probe)
+        return [tools.binary(self.source)] + [str(a) for a in self.argv(p)]
 
 
 class NodeJob(_ExternalJob):
-    def __init__(self, name, key, script, params, argv):
-        super().__init__(name, key, params, argv)
+    def __init__(self, name, key, script, params, argv, child=False):
+        super().__init__(name, key, params, argv, child)
         self.script = script
 
     def prepare(self, tools):
         if tools.node is None:
             raise Unavailable("no `node` on PATH")
+        super().prepare(tools)
 
     def command(self, tools, keys, cfg, probe):
         script = os.path.join(HERE, "node", self.script)
-        return [tools.node, script] + [str(a) for a in self.argv(self.params(cfg, probe))]
+        return [tools.node, script] + [str(a) for a in self.argv(self.resolve(tools, cfg, probe))]
 
 
 class PyJob(Job):
@@ -203,8 +246,8 @@ class PyJob(Job):
     A key is ``impl`` or ``impl/suffix``; the worker is asked for ``impl``.  All keys of one
     job share one process per round (and so share its state, e.g. the memory it holds)."""
 
-    def __init__(self, name, group, keys, params):
-        super().__init__(name, keys, params)
+    def __init__(self, name, group, keys, params, child=False):
+        super().__init__(name, keys, params, child)
         self.group = group
 
     @staticmethod
@@ -212,7 +255,7 @@ class PyJob(Job):
         return key.split("/", 1)[0]
 
     def command(self, tools, keys, cfg, probe):
-        spec = dict(self.params(cfg, probe))
+        spec = self.resolve(tools, cfg, probe)
         spec["group"] = self.group
         spec["impls"] = [self.impl_of(k) for k in keys]
         return [sys.executable, os.path.join(HERE, "_worker.py"), json.dumps(spec)]
@@ -223,6 +266,8 @@ class PyJob(Job):
         for impl, res in (data.get("results") or {}).items():
             if impl in by_impl:
                 results[by_impl[impl]] = float(res["value"])
+                if isinstance(res.get("maxrss"), (int, float)) and res["maxrss"] > 0:
+                    info.setdefault(by_impl[impl], {})["maxrss"] = res["maxrss"]
         for impl, why in (data.get("skipped") or {}).items():
             if impl in by_impl:
                 skipped[by_impl[impl]] = str(why)
@@ -232,7 +277,7 @@ class PyJob(Job):
         rss = data.get("rss")
         for key in results:
             if isinstance(rss, (int, float)) and rss > 0:
-                info[key] = {"rss": rss}
+                info.setdefault(key, {})["rss"] = rss
         notes = data.get("info") or {}
         if notes:
             info["_notes"] = {str(k): str(v) for k, v in notes.items()}
@@ -261,6 +306,14 @@ def fmt_ratio(x):
     if x >= 10:
         return f"×{x:.1f}"
     return f"×{x:.2f}"
+
+
+def fmt_rate(mb_per_s):
+    """1152.3 -> '1152 MB/s', 87.66 -> '87.7 MB/s' (MB = 10^6 bytes)."""
+    if mb_per_s is None:
+        return ""
+    digits = 0 if mb_per_s >= 100 else 1 if mb_per_s >= 10 else 2
+    return f"{mb_per_s:.{digits}f} MB/s"
 
 
 def fmt_bytes(n):

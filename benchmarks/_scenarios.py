@@ -6,12 +6,18 @@ peers, then ours), the jobs that measure them (``_harness.Job``), which row is t
 and a ``quick`` and a ``full`` configuration.  Adding a scenario means: a C program in ``c/``,
 a Node script in ``node/``, the Python implementations in ``_worker.py`` under a new group,
 and one more ``Scenario(...)`` here.  A scenario whose table or plot is not the plain
-"median / min / max / vs reference" one subclasses ``Scenario`` (see ``BigParentScenario``).
+"median / min / max / vs reference" one subclasses ``Scenario`` (see ``BigParentScenario``);
+one reporting a throughput instead of a time subclasses ``ThroughputScenario``.
+
+Every job reports seconds per operation; ``Scenario.value`` turns that into the value a row
+shows (the time itself, or MB/s for a throughput scenario) as each sample comes in, so
+median / min / max are taken over the shown values.
 """
 
 import statistics
 
-from _harness import GiB, CJob, NodeJob, PyJob, fmt_bytes, fmt_ratio, fmt_time
+from _harness import (GiB, CJob, NodeJob, PyJob, fmt_bytes, fmt_rate, fmt_ratio,
+                      fmt_time)
 
 
 class Row:
@@ -32,9 +38,11 @@ class Result:
         self.skipped = {}   # key -> reason
         self.info = {}      # key -> {"rss": bytes, ...}
         self.notes = {}     # free-form notes from the workers (shown under the table)
+        self.setup_notes = []  # notes from Scenario.setup (e.g. which child was captured)
         self.seconds = 0.0
 
-    def add(self, key, value):
+    def add(self, key, seconds_per_op):
+        value = self.scenario.value(seconds_per_op, self.cfg)
         self.samples.setdefault(key, []).append(value)
 
     def skip(self, key, reason):
@@ -45,8 +53,13 @@ class Result:
         for key, value in info.items():
             if key == "_notes":
                 self.notes.update(value)
-            else:
-                self.info.setdefault(key, {}).update(value)
+                continue
+            mine = self.info.setdefault(key, {})
+            for name, v in value.items():
+                if name == "maxrss":  # the peak over all rounds
+                    mine[name] = max(v, mine.get(name, 0))
+                else:
+                    mine[name] = v
 
     def stats(self, key):
         values = self.samples.get(key)
@@ -65,7 +78,11 @@ class Result:
 
 
 class Scenario:
-    unit = "s"  # the value of every row is seconds per operation (lower is better)
+    """The value of every row is seconds per operation: lower is better, and the ratio to the
+    reference is this row's median over the reference's (×2.00 = twice as slow)."""
+
+    ratio_header = "vs reference"
+    extra_headers = ()  # more columns of the plain table, filled by extra_cells
 
     def __init__(self, name, title, measure, rows, jobs, reference, quick, full, notes=(),
                  axis=None):
@@ -82,6 +99,31 @@ class Scenario:
 
     def config(self, quick):
         return dict(self.quick if quick else self.full)
+
+    def setup(self, tools, result):
+        """Called once before the scenario runs (notes about the toolchain, ...)."""
+
+    # ------------------------------------------------------------------ values and ratios
+
+    def value(self, seconds_per_op, cfg):
+        """The value a row shows for one sample."""
+        return seconds_per_op
+
+    def fmt(self, value):
+        return fmt_time(value)
+
+    def ratio(self, median, ref_median):
+        """How much worse than the reference (×1.00 = as good, higher = worse)."""
+        return median / ref_median
+
+    def plot_scale(self, largest):
+        return _plot_scale(largest)
+
+    def extra_cells(self, result, key):
+        return []
+
+    def plot_axis(self, unit):
+        return f"{self.axis} ({unit}); bars: median, whiskers: min–max"
 
     # ---------------------------------------------------------------- reference and rows
 
@@ -112,19 +154,23 @@ class Scenario:
     def table(self, result):
         ref = self.reference_key(result)
         ref_median = result.median(ref) if ref else None
+        extra = "".join(f" {h} |" for h in self.extra_headers)
         lines = [f"### `{self.name}` — {self.title}", "", self.describe(result), "",
-                 "| implementation | median | min | max | vs reference |",
-                 "|---|---:|---:|---:|---:|"]
+                 f"| implementation | median | min | max | {self.ratio_header} |{extra}",
+                 "|---|---:|---:|---:|---:|" + "---:|" * len(self.extra_headers)]
         for row in self.rows:
             label = row.label + (" **(reference)**" if row.key == ref else "")
             stats = result.stats(row.key)
             if stats is None:
-                lines.append(f"| {label} | — | — | — | skipped: {_cell(result.reason(row.key))} |")
+                why = _cell(result.reason(row.key))
+                lines.append(f"| {label} | — | — | — | skipped: {why} |"
+                             + " |" * len(self.extra_headers))
                 continue
             med, lo, hi = stats
-            ratio = fmt_ratio(med / ref_median) if ref_median else ""
-            lines.append(f"| {label} | {fmt_time(med)} | {fmt_time(lo)} | {fmt_time(hi)} "
-                         f"| {ratio} |")
+            ratio = fmt_ratio(self.ratio(med, ref_median)) if ref_median else ""
+            cells = "".join(f" {c} |" for c in self.extra_cells(result, row.key))
+            lines.append(f"| {label} | {self.fmt(med)} | {self.fmt(lo)} | {self.fmt(hi)} "
+                         f"| {ratio} |{cells}")
         lines += self.footer(result, ref)
         return "\n".join(lines) + "\n"
 
@@ -132,7 +178,7 @@ class Scenario:
         notes = []
         if ref and ref != self.reference:
             notes.append(f"Reference: {self.label(ref)} (the C reference was skipped).")
-        notes += self.static_notes
+        notes += self.static_notes + result.setup_notes
         notes += [f"{k}: {v}." for k, v in sorted(result.notes.items())]
         return ([""] + [f"- {n}" for n in notes]) if notes else []
 
@@ -143,7 +189,7 @@ class Scenario:
         ref = self.reference_key(result)
         ref_median = result.median(ref) if ref else None
         meds = [result.median(r.key) for r in rows]
-        scale, unit = _plot_scale(max(result.stats(r.key)[2] for r in rows))
+        scale, unit = self.plot_scale(max(result.stats(r.key)[2] for r in rows))
         fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.6))
         ys = list(range(len(rows)))[::-1]
         lows = [(m - result.stats(r.key)[1]) / scale for r, m in zip(rows, meds)]
@@ -154,11 +200,12 @@ class Scenario:
         ax.set_yticklabels([r.label for r in rows], fontsize=8)
         his = [result.stats(r.key)[2] for r in rows]
         for y, m, hi in zip(ys, meds, his):
-            text = fmt_time(m) + (f"  {fmt_ratio(m / ref_median)}" if ref_median else "")
+            text = self.fmt(m) + (f"  {fmt_ratio(self.ratio(m, ref_median))}"
+                                  if ref_median else "")
             ax.text(hi / scale, y, "  " + text, va="center", fontsize=8)
         if ref_median:
             ax.axvline(ref_median / scale, color="black", linestyle=":", linewidth=1)
-        ax.set_xlabel(f"{self.axis} ({unit}); bars: median, whiskers: min–max")
+        ax.set_xlabel(self.plot_axis(unit))
         ax.set_xlim(0, max(his) / scale * 1.3)
         ax.set_title(f"{self.name}: {self.title}", fontsize=10)
         fig.tight_layout()
@@ -244,6 +291,63 @@ class BigParentScenario(Scenario):
         fig.savefig(path, dpi=110)
         plt.close(fig)
         return True
+
+
+class ThroughputScenario(Scenario):
+    """Rows show MB/s (10^6 bytes per second) of moving ``cfg['nbytes']`` bytes per operation:
+    higher is better.  The ratio column is the reference's throughput over this row's, so
+    that, as in every other table, ×1.00 is as fast as the reference and higher is slower."""
+
+    ratio_header = "vs reference (ref MB/s ÷ this)"
+
+    def value(self, seconds_per_op, cfg):
+        return cfg["nbytes"] / seconds_per_op / 1e6
+
+    def fmt(self, value):
+        return fmt_rate(value)
+
+    def ratio(self, median, ref_median):
+        return ref_median / median
+
+    def plot_scale(self, largest):
+        return 1.0, "MB/s"
+
+    def plot_axis(self, unit):
+        return f"{self.axis} ({unit}), higher is better; whiskers: min–max"
+
+    def footer(self, result, ref):
+        lines = super().footer(result, ref)
+        note = ("- \"vs reference\" is the reference's median throughput divided by this "
+                "row's: ×2.00 means half the reference's MB/s.")
+        return lines + [note] if lines else ["", note]
+
+
+class CaptureScenario(ThroughputScenario):
+    extra_headers = ("peak RSS",)
+
+    def extra_cells(self, result, key):
+        peak = (result.info.get(key) or {}).get("maxrss")
+        return [fmt_bytes(peak) if peak else ""]
+
+    def footer(self, result, ref):
+        return super().footer(result, ref) + [
+            "- \"peak RSS\": the highest peak resident size (ru_maxrss, interpreter included) "
+            "of the measuring process over the rounds, each of which did the warm-up and timed "
+            "captures back to back: about twice the capture where the chunks and the joined "
+            "result coexist, more where earlier captures' memory was not freed yet."]
+
+    def setup(self, tools, result):
+        result.setup_notes.append(f"The child (the same for every row): "
+                                  f"{tools.writer_description()}.")
+
+    def describe(self, result):
+        cfg = result.cfg
+        return (f"Throughput of capturing {fmt_bytes(cfg['nbytes'])} of a child's stdout into "
+                f"one buffer, in MB/s (10^6 bytes/s; one capture is timed from spawn to reap, "
+                f"higher is better); {result.rounds} round{'' if result.rounds == 1 else 's'}, "
+                f"each timing up to {cfg['n']} "
+                f"captures (at most {cfg['budget']:g} s) after {_warmup(cfg)}, implementations "
+                f"alternating round by round; median / min / max over the rounds.")
 
 
 _COLORS = {"c": "#777777", "peer": "#5b8fc7", "ours": "#e8862a"}
@@ -407,4 +511,64 @@ CONCURRENT200 = Scenario(
 )
 
 
-SCENARIOS = [SPAWN_SEQ, SPAWN_BIGPARENT, CONCURRENT200]
+# -------------------------------------------------------------------------- 4. capture
+
+_MiB = 1 << 20
+_PROBE_BYTES = 3 * _MiB + 12345  # not a multiple of the writer's 1 MiB chunk
+
+
+def _cap(cfg, probe):
+    return _params(probe, cfg, nbytes=_PROBE_BYTES if probe else cfg["nbytes"])
+
+
+def _c_cap(p):
+    return [p["n"], p["warmup"], p["budget"], p["nbytes"]] + p["child"]
+
+
+def _node_cap(mode):
+    return lambda p: [p["n"], p["warmup"], p["budget"], mode, p["nbytes"]] + p["child"]
+
+
+CAPTURE = CaptureScenario(
+    name="capture",
+    title="capture 256 MiB of a child's stdout (--quick: 64 MiB)",
+    measure="throughput of one capture",
+    axis="capture throughput",
+    rows=[
+        Row("c", "C posix_spawn + read(2) into a growing buffer + waitpid", "c"),
+        Row("run", "subprocess.run(stdout=PIPE)", "peer"),
+        Row("communicate", "subprocess.Popen(stdout=PIPE).communicate()", "peer"),
+        Row("asyncio", "asyncio create_subprocess_exec + communicate()", "peer"),
+        Row("node_sync", "Node execFileSync(maxBuffer: Infinity, encoding: 'buffer')", "peer"),
+        Row("node_spawn", "Node spawn, 'data' chunks + Buffer.concat", "peer"),
+        Row("ours_sync", "child_process.spawn_sync(max_buffer=None).stdout", "ours"),
+        Row("ours_exec_file_sync", "child_process.exec_file_sync(max_buffer=None)", "ours"),
+        Row("ours_spawn", "child_process.spawn, 'data' chunks + b''.join after wait()", "ours"),
+        Row("ours_exec_file", "child_process.exec_file(encoding=None, max_buffer=None) + run()",
+            "ours"),
+    ],
+    jobs=[
+        CJob("C capture", "c", "capture.c", _cap, _c_cap, child=True),
+        PyJob("subprocess.run", "capture", ["run"], _cap, child=True),
+        PyJob("Popen.communicate", "capture", ["communicate"], _cap, child=True),
+        PyJob("asyncio", "capture", ["asyncio"], _cap, child=True),
+        NodeJob("node execFileSync", "node_sync", "capture.js", _cap, _node_cap("sync"),
+                child=True),
+        NodeJob("node spawn", "node_spawn", "capture.js", _cap, _node_cap("spawn"), child=True),
+        PyJob("child_process.spawn_sync", "capture", ["ours_sync"], _cap, child=True),
+        PyJob("child_process.exec_file_sync", "capture", ["ours_exec_file_sync"], _cap,
+              child=True),
+        PyJob("child_process.spawn", "capture", ["ours_spawn"], _cap, child=True),
+        PyJob("child_process.exec_file", "capture", ["ours_exec_file"], _cap, child=True),
+    ],
+    reference="c",
+    quick={"rounds": 5, "n": 2, "warmup": 1, "budget": 0.5, "nbytes": 64 * _MiB},
+    full={"rounds": 7, "n": 3, "warmup": 1, "budget": 2.0, "nbytes": 256 * _MiB},
+    notes=["Every implementation checks that it got exactly the bytes the child wrote and "
+           "that the child exited 0; a wrong count fails the row. One fresh process per "
+           "implementation per round; process start-up is not counted. The child reads no stdin "
+           "and writes no stderr; each API keeps its own default for those two."],
+)
+
+
+SCENARIOS = [SPAWN_SEQ, SPAWN_BIGPARENT, CONCURRENT200, CAPTURE]

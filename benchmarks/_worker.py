@@ -7,7 +7,9 @@ and passes one JSON argument::
      "budget": 3.0, "hold": 0, "k": 200}
 
 * ``group`` picks the family of operations (``spawn``: one spawn + wait of ``/bin/true``;
-  ``concurrent``: one batch of ``k`` children started at once, then all waited for).
+  ``concurrent``: one batch of ``k`` children started at once, then all waited for;
+  ``capture``: run the child ``child`` (an argv list) and capture all its stdout, which must
+  be exactly ``nbytes`` bytes).
 * ``impls`` are measured one after the other, in the order given (the runner rotates it).
 * each implementation runs ``warmup`` untimed operations, then timed ones until ``n`` are done
   or ``budget`` seconds have passed (at least one), and reports the mean time of one operation.
@@ -16,8 +18,11 @@ and passes one JSON argument::
 
 It prints one JSON line on stdout::
 
-    {"results": {"popen": {"value": <seconds per op>, "n": <ops timed>}},
+    {"results": {"popen": {"value": <seconds per op>, "n": <ops timed>, "maxrss": <bytes>}},
      "skipped": {"ours_sync": "<why>"}, "info": {...}, "rss": <bytes>}
+
+``maxrss`` is the worker's peak resident size once that implementation has been measured (so
+for the second implementation of a worker it is the peak over both).
 
 An implementation that cannot run here (``child_process`` not importable, a function it
 lacks, an error while running) is listed under ``skipped`` with the reason; the worker itself
@@ -282,6 +287,132 @@ def _conc_ours_wait(spec):
     return _ours_batch(spec, finish)
 
 
+# ------------------------------------------------------------------------------- capture
+#
+# Each op runs spec["child"] (the writer, or `head -c N /dev/zero`), captures its whole stdout
+# as one bytes object and checks its length: a wrong count raises, so the row is reported as
+# failed rather than timed.
+
+def _check_capture(data, spec, status=0):
+    if status != 0:
+        raise RuntimeError(f"{spec['child'][0]} ended with status {status!r}")
+    if data is None:
+        raise RuntimeError("captured nothing (stdout is None)")
+    if len(data) != spec["nbytes"]:
+        raise RuntimeError(f"captured {len(data)} bytes, expected {spec['nbytes']}")
+
+
+@impl("capture", "run")
+def _capture_run(spec):
+    child, PIPE = spec["child"], subprocess.PIPE
+
+    def op():
+        proc = subprocess.run(child, stdout=PIPE)
+        _check_capture(proc.stdout, spec, proc.returncode)
+
+    return op
+
+
+@impl("capture", "communicate")
+def _capture_communicate(spec):
+    child, PIPE = spec["child"], subprocess.PIPE
+
+    def op():
+        proc = subprocess.Popen(child, stdout=PIPE)
+        out, _ = proc.communicate()
+        _check_capture(out, spec, proc.returncode)
+
+    return op
+
+
+@impl("capture", "asyncio")
+def _capture_asyncio(spec):
+    child = spec["child"]
+    PIPE = asyncio.subprocess.PIPE
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    INFO["asyncio child watcher"] = _default_watcher_name()
+
+    async def capture():
+        proc = await asyncio.create_subprocess_exec(*child, stdout=PIPE)
+        out, _ = await proc.communicate()
+        _check_capture(out, spec, proc.returncode)
+
+    def op():
+        loop.run_until_complete(capture())
+
+    return op
+
+
+_CAPTURE_STDIO = ["ignore", "pipe", "ignore"]
+
+
+@impl("capture", "ours_sync")
+def _capture_ours_sync(spec):
+    spawn_sync = _ours_attr("spawn_sync")
+    file, args = spec["child"][0], spec["child"][1:]
+
+    def op():
+        result = spawn_sync(file, args, stdio=_CAPTURE_STDIO, max_buffer=None)
+        if result.error is not None:
+            raise result.error
+        _check_capture(result.stdout, spec, result.status)
+
+    return op
+
+
+@impl("capture", "ours_exec_file_sync")
+def _capture_ours_exec_file_sync(spec):
+    exec_file_sync = _ours_attr("exec_file_sync")
+    file, args = spec["child"][0], spec["child"][1:]
+
+    def op():
+        _check_capture(exec_file_sync(file, args, max_buffer=None), spec)
+
+    return op
+
+
+@impl("capture", "ours_spawn")
+def _capture_ours_spawn(spec):
+    spawn = _ours_attr("spawn")
+    file, args = spec["child"][0], spec["child"][1:]
+
+    def op():
+        chunks = []
+        proc = spawn(file, args, stdio=_CAPTURE_STDIO)
+        proc.stdout.on("data", chunks.append)
+        code, sig = proc.wait()
+        if sig is not None:
+            raise RuntimeError(f"{file} killed by {sig}")
+        _check_capture(b"".join(chunks), spec, code)
+
+    return op
+
+
+@impl("capture", "ours_exec_file")
+def _capture_ours_exec_file(spec):
+    exec_file = _ours_attr("exec_file")
+    run = _ours_attr("run")
+    file, args = spec["child"][0], spec["child"][1:]
+
+    def op():
+        got = []
+
+        def callback(err, stdout, stderr):
+            got.append((err, stdout))
+
+        exec_file(file, args, encoding=None, max_buffer=None, callback=callback)
+        run()
+        if len(got) != 1:
+            raise RuntimeError(f"the callback ran {len(got)} times")
+        err, stdout = got[0]
+        if err is not None:
+            raise err
+        _check_capture(stdout, spec)
+
+    return op
+
+
 # ------------------------------------------------------------------------------- driver
 
 INFO = {}
@@ -303,6 +434,12 @@ def rss():
             return int(f.read().split()[1]) * PAGE
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def maxrss():
+    """Peak resident size of this process so far, in bytes (ru_maxrss is in KiB on Linux)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class _Timeout(Exception):
@@ -360,7 +497,7 @@ def main(argv):
             out["skipped"][name] = (f"failed: {type(exc).__name__}: {exc} "
                                     f"({os.path.basename(last.filename)}:{last.lineno})")
         else:
-            out["results"][name] = {"value": seconds / done, "n": done}
+            out["results"][name] = {"value": seconds / done, "n": done, "maxrss": maxrss()}
 
     del held
     sys.stdout.write(json.dumps(out) + "\n")

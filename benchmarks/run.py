@@ -27,7 +27,9 @@ How it measures
 * **Statistics.**  One value per implementation per round; the table shows their median,
   min and max, and the ratio of each median to the reference's median ("×1.07").  The
   reference is the C program, or the first peer that ran when the C program could not be
-  built.
+  built.  Values are times per operation (lower is better), except in ``capture``, which
+  shows throughputs in MB/s (higher is better); its ratio is the reference's MB/s over the
+  row's, so there too ×1.00 is as fast as the reference and a higher ratio is slower.
 * **Availability.**  Before the rounds, each implementation is tried once with a tiny run.
   One that cannot run here (no ``node``, no ``cc``, ``child_process`` not importable, a
   function ours does not have yet, an error or a hang) is listed in the table as skipped
@@ -37,8 +39,9 @@ Output: a progress line on stderr, a Markdown table per scenario on stdout, all 
 results file (``--out``, default ``benchmarks/results.md``), and, when matplotlib imports, a
 PNG bar chart per scenario beside the results file (``benchmarks/<scenario>.png``).
 
-``--quick`` (smaller counts, 2 GiB instead of 8 GiB for the big parent) runs the whole suite
-in well under 2 minutes on a 2-core VM; the full run takes about 5 minutes.
+``--quick`` (smaller counts, 2 GiB instead of 8 GiB for the big parent, 64 MiB instead of
+256 MiB captured) runs the whole suite in under 2 minutes on a 2-core VM; the full run takes
+about 7 minutes.
 """
 
 import argparse
@@ -98,6 +101,7 @@ def run_scenario(scenario, tools, quick, rounds, progress):
     cfg = scenario.config(quick)
     rounds = rounds or cfg["rounds"]
     result = Result(scenario, cfg, rounds)
+    scenario.setup(tools, result)
     t0 = time.monotonic()
 
     # Which rows can run here at all: a tiny run of each, one process per row.
@@ -227,7 +231,8 @@ def parse_args(argv):
         description="Run the child_process benchmark suite.",
         epilog="scenarios: " + ", ".join(names))
     ap.add_argument("--quick", action="store_true",
-                    help="smaller counts and a 2 GiB big parent (whole suite < 2 minutes)")
+                    help="smaller counts, a 2 GiB big parent, 64 MiB captured "
+                         "(whole suite < 2 minutes)")
     ap.add_argument("--only", metavar="NAME",
                     help="run only these scenarios (comma-separated)")
     ap.add_argument("--rounds", type=int, metavar="N",

@@ -76,11 +76,13 @@ cdef enum:
     C_ENDED_OK = 0
     C_ENDED_TIMEOUT = 1
     C_ENDED_MAXBUFFER = 2
+    C_ENDED_EPIPE = 3
 
 #: how the run ended, besides a normal exit
 ENDED_OK = C_ENDED_OK
 ENDED_TIMEOUT = C_ENDED_TIMEOUT
 ENDED_MAXBUFFER = C_ENDED_MAXBUFFER
+ENDED_EPIPE = C_ENDED_EPIPE
 
 cdef enum:
     C_PIPE_IN = -3
@@ -215,6 +217,9 @@ def run(bytes path, list argv, list envp, object cwd, list slots, bint detached,
         for i in range(nchild_ends):
             close(child_ends[i])
         if err != 0:
+            if in_fd >= 0:
+                close(in_fd)
+                in_fd = -1
             return 0, -1, [None] * nslots, err, ENDED_OK
 
         with nogil:
@@ -323,7 +328,8 @@ cdef int _supervise(pid_t pid, int pidfd, int *status, bint *exited, int in_fd,
             cp_kill(pid, pidfd, 9)
             _reap(pid, status, exited)
             return ended
-        if rc == 0 and deadline >= 0 and _now() >= deadline:
+        if deadline >= 0 and _now() >= deadline:
+            # checked on every wake-up too: a child writing without pause must not delay it
             if not killed and not exited[0]:
                 cp_kill(pid, pidfd, kill_signal)
                 killed = True
@@ -341,8 +347,14 @@ cdef int _supervise(pid_t pid, int pidfd, int *status, bint *exited, int in_fd,
                 got = send(in_fd, input + in_off, in_len - in_off, MSG_NOSIGNAL | MSG_DONTWAIT)
                 if got > 0:
                     in_off += got
-                if (got < 0 and errno != EAGAIN and errno != EINTR) or in_off >= in_len:
-                    close(in_fd)               # done, or the child stopped reading (EPIPE)
+                if got < 0 and errno != EAGAIN and errno != EINTR:
+                    # the child stopped reading: Node reports EPIPE in result.error
+                    if ended == C_ENDED_OK:
+                        ended = C_ENDED_EPIPE
+                    close(in_fd)
+                    in_fd = -1
+                elif in_off >= in_len:
+                    close(in_fd)
                     in_fd = -1
                 continue
             for i in range(ncaps):

@@ -11,6 +11,7 @@
 #include <spawn.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <dlfcn.h>
 #include <grp.h>
@@ -234,15 +235,21 @@ out:
  * every registered loop's wake-up pipe, then chains to the handler it replaced (so Python's
  * own signal module keeps working). Children are then polled with waitpid(pid, WNOHANG). */
 
-#define CP_MAX_WAKE_FDS 64
-static volatile int cp_wake_fds[CP_MAX_WAKE_FDS];
+/* The table of wake-up descriptors grows (doubling) in normal context; the handler only reads
+ * it. A grown table is published with a release store and the old one is never freed, so a
+ * handler running on another thread at that moment still reads valid memory. */
+static int *volatile cp_wake_fds = NULL;
+static volatile int cp_wake_cap = 0;
 static struct sigaction cp_prev_sigchld;
 static int cp_sigchld_installed = 0;
+static pthread_mutex_t cp_wake_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static inline void cp_sigchld_handler(int sig, siginfo_t *info, void *ctx) {
     int saved = errno;
-    for (int i = 0; i < CP_MAX_WAKE_FDS; i++) {
-        int fd = cp_wake_fds[i];
+    int cap = __atomic_load_n(&cp_wake_cap, __ATOMIC_ACQUIRE);
+    int *fds = __atomic_load_n(&cp_wake_fds, __ATOMIC_ACQUIRE);
+    for (int i = 0; fds && i < cap; i++) {
+        int fd = __atomic_load_n(&fds[i], __ATOMIC_RELAXED);
         if (fd > 0) { ssize_t r = write(fd, "c", 1); (void)r; }
     }
     if (cp_prev_sigchld.sa_flags & SA_SIGINFO) {
@@ -254,25 +261,40 @@ static inline void cp_sigchld_handler(int sig, siginfo_t *info, void *ctx) {
 }
 
 static inline int cp_sigchld_add_wake_fd(int fd) {
-    int i;
+    int i, err = 0;
+    pthread_mutex_lock(&cp_wake_lock);
     if (!cp_sigchld_installed) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = cp_sigchld_handler;
         sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NOCLDSTOP;
         sigemptyset(&sa.sa_mask);
-        if (sigaction(SIGCHLD, &sa, &cp_prev_sigchld) < 0) return errno;
+        if (sigaction(SIGCHLD, &sa, &cp_prev_sigchld) < 0) { err = errno; goto out; }
         cp_sigchld_installed = 1;
     }
-    for (i = 0; i < CP_MAX_WAKE_FDS; i++) {
-        if (cp_wake_fds[i] <= 0) { cp_wake_fds[i] = fd; return 0; }
+    for (i = 0; i < cp_wake_cap; i++) {
+        if (cp_wake_fds[i] <= 0) { __atomic_store_n(&cp_wake_fds[i], fd, __ATOMIC_RELEASE); goto out; }
     }
-    return EMFILE;
+    {
+        int cap = cp_wake_cap ? cp_wake_cap * 2 : 64;
+        int *grown = (int *)calloc((size_t)cap, sizeof(int));
+        if (!grown) { err = ENOMEM; goto out; }
+        for (i = 0; i < cp_wake_cap; i++) grown[i] = cp_wake_fds[i];
+        grown[cp_wake_cap] = fd;
+        /* publish the array before the larger capacity: the handler reads cap first */
+        __atomic_store_n(&cp_wake_fds, grown, __ATOMIC_RELEASE);
+        __atomic_store_n(&cp_wake_cap, cap, __ATOMIC_RELEASE);
+    }
+out:
+    pthread_mutex_unlock(&cp_wake_lock);
+    return err;
 }
 
 static inline void cp_sigchld_remove_wake_fd(int fd) {
-    for (int i = 0; i < CP_MAX_WAKE_FDS; i++)
-        if (cp_wake_fds[i] == fd) cp_wake_fds[i] = 0;
+    pthread_mutex_lock(&cp_wake_lock);
+    for (int i = 0; i < cp_wake_cap; i++)
+        if (cp_wake_fds[i] == fd) __atomic_store_n(&cp_wake_fds[i], 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&cp_wake_lock);
 }
 
 #endif

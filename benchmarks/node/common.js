@@ -48,6 +48,8 @@ function report(result) {
 
 function fail(err) {
   process.stderr.write(`${err && err.stack ? err.stack : err}\n`);
+  // the runner reports the last line of stderr: make it the message, not a stack frame
+  if (err && err.stack && err.message) process.stderr.write(`${err.message}\n`);
   process.exit(1);
 }
 

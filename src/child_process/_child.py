@@ -25,6 +25,19 @@ from ._streams import Duplex, Readable, Writable
 _EMFILE = (_errno.EMFILE, _errno.ENFILE)
 
 
+def start(spec: SpawnSpec, env: List[bytes], child_fds: List[int]) -> int:
+    """Find and start the executable; a file without ``#!`` runs through /bin/sh (execvp does)."""
+    path = _spawn.find_executable(spec.file, spec.path_env, spec.cwd)
+    try:
+        return _spawn.spawn(path, spec.args, env, spec.cwd, child_fds, spec.detached,
+                            spec.uid, spec.gid)
+    except OSError as exc:
+        if exc.errno != _errno.ENOEXEC:
+            raise
+    return _spawn.spawn(b"/bin/sh", [b"/bin/sh", path] + spec.args[1:], env, spec.cwd,
+                        child_fds, spec.detached, spec.uid, spec.gid)
+
+
 def _bind_asyncio(loop: Loop) -> None:
     """Inside a running asyncio loop, let it drive ours (asyncio is imported only if in use)."""
     if "asyncio" in sys.modules:
@@ -118,9 +131,7 @@ class ChildProcess(ChannelOwner):
                          b"NODE_CHANNEL_SERIALIZATION_MODE=" + spec.serialization.encode()]
         error = 0
         try:
-            path = _spawn.find_executable(spec.file, spec.path_env, spec.cwd)
-            self.pid = _spawn.spawn(path, spec.args, env, spec.cwd, child_fds, spec.detached,
-                                    spec.uid, spec.gid)
+            self.pid = start(spec, env, child_fds)
         except OSError as exc:
             error = exc.errno or _errno.EINVAL
         finally:
@@ -131,12 +142,13 @@ class ChildProcess(ChannelOwner):
         if error:
             self._fail(error, spec)
             return
+        # 'spawn' is queued first: it must come before anything the exit watcher reports
+        loop.call_soon(self.emit, "spawn")
         self._watcher = ExitWatcher(loop, self.pid, self._on_exit)
         if spec.timeout > 0:
             self._timer = Timer(loop, self._on_timeout)
             self._timer.unref()
             self._timer.start(spec.timeout)
-        loop.call_soon(self.emit, "spawn")
         if spec.signal is not None:
             self._abort_signal = spec.signal
             if spec.signal.aborted:
@@ -159,7 +171,7 @@ class ChildProcess(ChannelOwner):
             stdio[index] = stream
             if isinstance(stream, Readable):
                 self._closes_needed += 1
-                stream.on("close", self._maybe_close)
+                stream.once("close", self._maybe_close)
         self.stdio = stdio
         self.stdin = stdio[0] if count > 0 else None
         self.stdout = stdio[1] if count > 1 else None

@@ -61,68 +61,104 @@ class _Collector:
 
 def _start(spec: Any, cmd: str, limit: int, codec: Optional[str],
            callback: Optional[Callable]) -> ChildProcess:
+    # exec handles the timeout itself, as Node's execFile: a kill also destroys the pipes, so the
+    # callback never waits for a grandchild that still holds them
+    timeout, spec.timeout = spec.timeout, 0
     child = ChildProcess()
     child._spawn(spec)
-    state = {"error": None, "done": False}
+    state = {"error": None, "done": False, "killed": False}
     collected = {"stdout": _Collector(), "stderr": _Collector()}
+    timer = None
 
-    def on_data(name: str) -> Callable[[bytes], None]:
+    def kill() -> None:
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.destroy()
+        state["killed"] = True
+        child.kill(spec.kill_signal)
+
+    def on_data(name: str) -> Callable[[Any], None]:
         box = collected[name]
 
-        def collect(chunk: bytes) -> None:
+        def collect(chunk: Any) -> None:
             if box.over:
                 return
-            box.length += len(chunk)
+            # Node counts bytes, then cuts the chunk (characters in text mode)
+            size = len(chunk) if codec is None else len(chunk.encode(codec, "replace"))
+            box.length += size
             if limit >= 0 and box.length > limit:
-                keep = limit - (box.length - len(chunk))
+                keep = limit - (box.length - size)
                 box.chunks.append(chunk[:keep])
                 box.over = True
                 if state["error"] is None:
                     state["error"] = RangeError("ERR_CHILD_PROCESS_STDIO_MAXBUFFER",
                                                 f"{name} maxBuffer length exceeded")
-                    child.kill(spec.kill_signal)
+                kill()
             else:
                 box.chunks.append(chunk)
         return collect
 
     def text(name: str) -> Any:
-        data = b"".join(collected[name].chunks)
-        return data.decode(codec, "replace") if codec is not None else data
+        box = collected[name]
+        data = ("" if codec is not None else b"").join(box.chunks)
+        box.chunks = []           # one copy of the output, not two
+        return data
 
-    def finish(code: Optional[int], signal: Optional[str]) -> None:
+    def finish(code: Optional[int] = None, signal: Optional[str] = None) -> None:
         if state["done"]:
             return
         state["done"] = True
+        if timer is not None:
+            timer.stop()
+        # our listeners hold the child and the output: let go of them
+        child.off("error", on_error)
+        child.off("close", finish)
+        for stream, listener in listeners:
+            stream.off("data", listener)
         if callback is None:
             return
         stdout, stderr = text("stdout"), text("stderr")
         cause = state["error"]
+        killed = child.killed or state["killed"]
         if cause is None and code == 0 and signal is None:
             callback(None, stdout, stderr)
             return
         if cause is not None:
             err = ExecError(str(cause), code=getattr(cause, "code", None), cmd=cmd,
-                            killed=child.killed, signal=signal, status=code,
+                            killed=killed, signal=signal, status=code,
                             stdout=stdout, stderr=stderr, pid=child.pid, error=cause)
         else:
             err_text = stderr if isinstance(stderr, str) else stderr.decode(errors="replace")
             err = ExecError(f"Command failed: {cmd}\n{err_text}",
                             code=errno_code(-code) if code is not None and code < 0 else code,
-                            cmd=cmd, killed=child.killed, signal=signal, status=code,
+                            cmd=cmd, killed=killed, signal=signal, status=code,
                             stdout=stdout, stderr=stderr, pid=child.pid)
         callback(err, stdout, stderr)
 
     def on_error(err: BaseException) -> None:
-        # a failed start or an abort; the 'close' that follows reports it
+        # a failed start or an abort: Node reports it at once, with what was collected
         if state["error"] is None:
             state["error"] = err
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.destroy()
+        finish(child.exit_code, child.signal_code)
 
-    if child.stdout is not None:
-        child.stdout.on("data", on_data("stdout"))
-    if child.stderr is not None:
-        child.stderr.on("data", on_data("stderr"))
+    listeners = []
+    for name, stream in (("stdout", child.stdout), ("stderr", child.stderr)):
+        if stream is not None:
+            if codec is not None:
+                stream.set_encoding(codec)
+            listener = on_data(name)
+            listeners.append((stream, listener))
+            stream.on("data", listener)
     child.on("error", on_error)
     child.on("close", finish)
+    if timeout > 0 and child.pid is not None:
+        from ._loop import Timer
+        timer = Timer(child._loop, kill)
+        timer.unref()
+        timer.start(timeout)
     return child
 
 

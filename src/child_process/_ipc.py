@@ -241,6 +241,7 @@ class Channel:
         self.closed = True
         self.connected = False
         self._io.stop()
+        self._io.on_readable = self._io.on_writable = None     # no cycle through the watcher
         self._writes_pending.set_active(False)
         os.close(self.fd)
         self._queue.clear()
@@ -248,8 +249,9 @@ class Channel:
         self.loop.call_soon(self._closed_event)
 
     def _closed_event(self) -> None:
+        target, self.target = self.target, None
         try:
-            self.target._channel_closed()
+            target._channel_closed()
         finally:
             if self.on_close is not None:
                 self.on_close()
@@ -275,7 +277,7 @@ class ChannelOwner(EventEmitter):
              callback: Optional[Callable] = None) -> bool:
         """Send ``message`` to the other side; False when the channel is closed or backed up."""
         channel = self.channel
-        if channel is None:
+        if channel is None or channel.closed:
             if message is _MISSING:
                 raise NodeTypeError("ERR_MISSING_ARGS", 'The "message" argument must be specified')
             err = NodeValueError("ERR_IPC_CHANNEL_CLOSED", "Channel closed")

@@ -130,7 +130,8 @@ class ExitWatcher:
         if pid == 0:
             return
         self._finish()
-        self.on_exit(status)
+        on_exit, self.on_exit = self.on_exit, None     # no cycle back to the child once done
+        on_exit(status)
 
     def _finish(self) -> None:
         self.reaped = True

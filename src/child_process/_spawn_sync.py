@@ -75,10 +75,15 @@ def _run(spec: Any, data: Any, limit: int, codec: Optional[str]) -> SpawnSyncRes
         path = _spawn.find_executable(spec.file, spec.path_env, spec.cwd)
     except OSError as exc:
         return _failed(exc.errno or _errno.ENOENT, spec, syscall)
+    feed = data if slots and slots[0] == _sync.PIPE_IN else None
+    args = spec.args
     pid, status, outputs, spawn_errno, ended = _sync.run(
-        path, spec.args, spec.env, spec.cwd, slots, spec.detached, spec.uid, spec.gid,
-        data if slots and slots[0] == _sync.PIPE_IN else None, spec.timeout, spec.kill_signal,
-        limit)
+        path, args, spec.env, spec.cwd, slots, spec.detached, spec.uid, spec.gid, feed,
+        spec.timeout, spec.kill_signal, limit)
+    if spawn_errno == _errno.ENOEXEC:      # no #! line: through /bin/sh, as execvp does
+        pid, status, outputs, spawn_errno, ended = _sync.run(
+            b"/bin/sh", [b"/bin/sh", path] + args[1:], spec.env, spec.cwd, slots, spec.detached,
+            spec.uid, spec.gid, feed, spec.timeout, spec.kill_signal, limit)
     if spawn_errno:
         return _failed(spawn_errno, spec, syscall)
     if codec is not None:
@@ -89,6 +94,8 @@ def _run(spec: Any, data: Any, limit: int, codec: Optional[str]) -> SpawnSyncRes
         error = SpawnError(_errno.ETIMEDOUT, syscall, spec.spawnfile, spec.spawnargs[1:])
     elif ended == _sync.ENDED_MAXBUFFER:
         error = SpawnError(_errno.ENOBUFS, syscall, spec.spawnfile, spec.spawnargs[1:])
+    elif ended == _sync.ENDED_EPIPE:
+        error = SpawnError(_errno.EPIPE, syscall, spec.spawnfile, spec.spawnargs[1:])
     return SpawnSyncResult(pid, [None] + outputs[1:] if outputs else outputs, code, signal, error)
 
 

@@ -80,10 +80,17 @@ class _FdStream(EventEmitter):
     def _close_fd(self) -> None:
         if self._fd < 0:
             return
-        self._io.stop()
+        self._release_io()
         fd, self._fd = self._fd, -1
         os.close(fd)
         self._loop.call_soon(self._emit_close)
+
+    def _release_io(self) -> None:
+        # the watcher's callbacks point back at us: drop them so a finished stream (and what its
+        # listeners captured) is freed by reference counting, not at the next cycle collection
+        self._io.stop()
+        self._io.on_readable = None
+        self._io.on_writable = None
 
     def _emit_close(self) -> None:
         self.closed = True
@@ -266,7 +273,7 @@ class Readable(_FdStream):
             self._wake_async()
         # the descriptor is no longer needed: what is left sits in the buffer
         if self._write_done and self._fd >= 0:
-            self._io.stop()
+            self._release_io()
             fd, self._fd = self._fd, -1
             os.close(fd)
 
