@@ -10,7 +10,6 @@ a snapshot.  ``nargs`` is worked out once, when the listener is registered, so
 from __future__ import annotations
 
 import functools
-import inspect
 import sys
 import types
 from types import MappingProxyType
@@ -22,7 +21,7 @@ __all__ = ["EventEmitter", "UnhandledErrorEvent"]
 
 # "Pass every argument".  ``args[:_ALL]`` returns ``args`` itself (no copy).
 _ALL = sys.maxsize
-_CO_VARARGS = inspect.CO_VARARGS
+_CO_VARARGS = 0x04   # inspect.CO_VARARGS, without importing inspect at start-up
 _FunctionType = types.FunctionType
 _MethodType = types.MethodType
 
@@ -64,6 +63,7 @@ def _positional_capacity(fn: Callable) -> int:
             return _ALL if code.co_flags & _CO_VARARGS else max(code.co_argcount - 1, 0)
     # partials, builtins, classes, Cython functions, exotic callables.
     try:
+        import inspect
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return _ALL

@@ -99,22 +99,30 @@ def check_timeout(value: Any, name: str = "timeout") -> float:
     return float(value)
 
 
-_SIGNAL_NUMBERS = {s.name: int(s) for s in _signal.Signals}
-_VALID_NUMBERS = {int(s) for s in _signal.Signals}
+_SIGNAL_NUMBERS: dict = {}
 _NSIG = getattr(_signal, "NSIG", 65)
+
+
+def _signal_numbers() -> dict:
+    """Name -> number, built on first use (a forked child should start fast)."""
+    if not _SIGNAL_NUMBERS:
+        _SIGNAL_NUMBERS.update((s.name, int(s)) for s in _signal.Signals)
+    return _SIGNAL_NUMBERS
 
 
 def check_signal(value: Any, name: str = "signal", *, allow_zero: bool = False) -> int:
     """A signal name (any case) or number -> its number; unknown -> ERR_UNKNOWN_SIGNAL."""
     if isinstance(value, str):
-        number = _SIGNAL_NUMBERS.get(value.upper())
+        if value == "SIGTERM":
+            return int(_signal.SIGTERM)
+        number = _signal_numbers().get(value.upper())
         if number is None or number == 0 and not allow_zero:
             raise NodeTypeError("ERR_UNKNOWN_SIGNAL", f"Unknown signal: {value}")
         return number
     if isinstance(value, int) and not isinstance(value, bool):
         if value == 0 and allow_zero:
             return 0
-        if value in _VALID_NUMBERS or 0 < value < _NSIG:
+        if 0 < value < _NSIG:
             return int(value)
         raise NodeTypeError("ERR_UNKNOWN_SIGNAL", f"Unknown signal: {value}")
     raise invalid_arg_type(name, "of type string or number", value)

@@ -7,24 +7,19 @@ framing (newline or length prefix) is split by ``_wire``.
 
 from __future__ import annotations
 
-import datetime as _dt
-import json as _json
-import math
 import struct
 from typing import Any, Callable, Tuple
 
 from ._errors import NodeTypeError
 
-try:  # the fastest encoder available; optional
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
+# json, orjson and datetime are imported on first use: a forked child should start fast.
 
 
 # -- json -------------------------------------------------------------------------------------
 
 def _node_json_default(value: Any) -> Any:
     """What JSON.stringify would make of the Python types Node has counterparts for."""
+    import datetime as _dt
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"type": "Buffer", "data": list(bytes(value))}   # Buffer.prototype.toJSON
     if isinstance(value, _dt.datetime):
@@ -41,6 +36,7 @@ def _node_json_default(value: Any) -> Any:
 
 def _finite(value: Any) -> Any:
     """NaN and infinities become null, as JSON.stringify makes them (Node would crash on NaN)."""
+    import math
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -50,55 +46,74 @@ def _finite(value: Any) -> Any:
     return value
 
 
-_dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
-                           default=_node_json_default).encode
-_dumps_ascii = _json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False,
-                                 default=_node_json_default).encode
+def _make_json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+    import json as _json
+    dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                              default=_node_json_default).encode
+    dumps_ascii = _json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False,
+                                    default=_node_json_default).encode
 
-
-def _stdlib_json_encode(message: Any) -> bytes:
-    try:
-        text = _dumps(message)
-    except ValueError as exc:
-        if "Out of range float" not in str(exc):
-            raise
-        text = _dumps(_finite(message))
-    try:
-        return text.encode("utf-8") + b"\n"
-    except UnicodeEncodeError:       # lone surrogates: escape them, as JSON.stringify does
-        return _dumps_ascii(_finite(message)).encode("ascii") + b"\n"
-
-
-if _orjson is not None:
-    _ORJSON_OPTS = (_orjson.OPT_NON_STR_KEYS | _orjson.OPT_PASSTHROUGH_DATETIME
-                    | _orjson.OPT_APPEND_NEWLINE)
-    _orjson_dumps = _orjson.dumps
-
-    def json_encode(message: Any) -> bytes:
+    def stdlib_encode(message: Any) -> bytes:
         try:
-            return _orjson_dumps(message, default=_node_json_default, option=_ORJSON_OPTS)
+            text = dumps(message)
+        except ValueError as exc:
+            if "Out of range float" not in str(exc):
+                raise
+            text = dumps(_finite(message))
+        try:
+            return text.encode("utf-8") + b"\n"
+        except UnicodeEncodeError:     # lone surrogates: escape them, as JSON.stringify does
+            return dumps_ascii(_finite(message)).encode("ascii") + b"\n"
+
+    try:  # the fastest encoder available; optional
+        import orjson
+    except ImportError:  # pragma: no cover - depends on the environment
+        return stdlib_encode, _json.loads
+
+    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE
+    orjson_dumps, orjson_loads, decode_error = orjson.dumps, orjson.loads, orjson.JSONDecodeError
+
+    def encode(message: Any) -> bytes:
+        try:
+            return orjson_dumps(message, default=_node_json_default, option=options)
         except TypeError:
             # lone surrogates, ints beyond 64 bits, subclasses orjson refuses: the stdlib can
-            return _stdlib_json_encode(message)
+            return stdlib_encode(message)
 
-    json_decode: Callable[[bytes], Any] = _orjson.loads
-
-    def _json_decode_checked(line: bytes) -> Any:
+    def decode(line: bytes) -> Any:
         try:
-            return _orjson.loads(line)
-        except _orjson.JSONDecodeError:
-            return _json.loads(line)     # NaN/Infinity tokens, huge ints: let the stdlib try
-    json_decode = _json_decode_checked
-else:  # pragma: no cover
-    json_encode = _stdlib_json_encode
-    json_decode = _json.loads
+            return orjson_loads(line)
+        except decode_error:
+            return _json.loads(line)    # NaN/Infinity tokens, huge ints: let the stdlib try
+
+    return encode, decode
+
+
+_json_codec: Any = None
+
+
+def json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+    global _json_codec
+    if _json_codec is None:
+        _json_codec = _make_json_codec()
+    return _json_codec
+
+
+def json_encode(message: Any) -> bytes:
+    return json_codec()[0](message)
+
+
+def json_decode(line: bytes) -> Any:
+    return json_codec()[1](line)
 
 
 def json_check_message(message: Any) -> None:
     """Node's top-level type rule for send(): strings, objects, numbers, booleans, null."""
-    if message is None or isinstance(message, (str, int, float, bool, dict, list, tuple)):
+    if message is None or isinstance(message, (str, int, float, bool, dict, list, tuple,
+                                                bytes, bytearray, memoryview)):
         return
-    if isinstance(message, (bytes, bytearray, memoryview, _dt.date)):
+    import datetime as _dt
+    if isinstance(message, _dt.date):
         return
     raise NodeTypeError("ERR_INVALID_ARG_TYPE",
                         'The "message" argument must be one of type string, object, number, or '
@@ -149,7 +164,8 @@ def pickle_decode(payload: bytes) -> Any:
 def codec(serialization: str) -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any], bool]:
     """(encode, decode, line_framed) for a serialization mode."""
     if serialization == "json":
-        return json_encode, json_decode, True
+        encode, decode = json_codec()
+        return encode, decode, True
     if serialization == "pickle":
         return pickle_encode, pickle_decode, False
     if serialization == "advanced":

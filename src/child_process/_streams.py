@@ -12,7 +12,6 @@ from __future__ import annotations
 import codecs
 import errno as _errno
 import os
-import socket
 from collections import deque
 from typing import Any, Callable, Optional
 
@@ -533,6 +532,7 @@ class Writable(_FdStream):
 
 
 def _shutdown_write(fd: int) -> None:
+    import socket
     s = socket.socket(fileno=fd)
     try:
         s.shutdown(socket.SHUT_WR)
