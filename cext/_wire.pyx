@@ -300,3 +300,36 @@ def frame_length_prefix(bytes payload):
     if n > 0xFFFFFFFF:
         raise ValueError("message too large for a 4-byte length prefix")
     return bytes(((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)) + payload
+
+
+cdef inline bint _is_internal(object message):
+    cdef object cmd
+    if type(message) is not dict:
+        return False
+    cmd = (<dict>message).get("cmd")
+    return type(cmd) is str and len(<str>cmd) > 5 and (<str>cmd).startswith("NODE_")
+
+
+def is_internal(message):
+    """Node's rule: a dict whose ``cmd`` is a string 'NODE_' + something."""
+    return _is_internal(message)
+
+
+def dispatch(list messages, Py_ssize_t start, object owner, object handle, object on_raise):
+    """Deliver ``messages[start:]`` to ``owner``: 'internalMessage', 'message', or the queue of
+    messages waiting for a 'message' listener. If a listener raises, ``on_raise(next_index)``
+    schedules the rest before the exception goes on."""
+    cdef Py_ssize_t i, n = len(messages)
+    emit = owner.emit
+    for i in range(start, n):
+        message = messages[i]
+        try:
+            if _is_internal(message):
+                emit("internalMessage", message, handle)
+            elif owner._pending_messages is None and owner._events.get("message"):
+                emit("message", message, handle)
+            else:
+                owner._queue_message(message, handle)
+        except BaseException:
+            on_raise(i + 1)
+            raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 from collections import deque
+from itertools import islice
 from typing import Any, Callable, List, Optional
 
 from . import _wire
@@ -27,11 +28,7 @@ DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
 _MISSING = object()
 
 
-def is_internal(message: Any) -> bool:
-    if type(message) is not dict:
-        return False
-    cmd = message.get("cmd")
-    return type(cmd) is str and len(cmd) > 5 and cmd.startswith("NODE_")
+is_internal = _wire.is_internal
 
 
 class Channel:
@@ -128,8 +125,8 @@ class Channel:
         self._queue.append([frame, callback])
         self._queued += len(frame)
         self._writes_pending.set_active(True)
-        if self._queued >= SYNC_FLUSH_AT:
-            self._flush()
+        if self._queued >= SYNC_FLUSH_AT and not self._io.writing:
+            self._flush()       # not when the kernel is full: the writable event will come
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
@@ -141,7 +138,7 @@ class Channel:
         queue = self._queue
         while queue and not self.closed:
             try:
-                written = _wire.send_frames(self.fd, [entry[0] for entry in queue], 0)
+                written = _wire.send_frames(self.fd, [entry[0] for entry in islice(queue, 1024)], 0)
             except OSError as exc:
                 self._write_failed(exc)
                 return
@@ -206,24 +203,26 @@ class Channel:
         elif messages:
             self._deliver(messages, 0)
 
-    def _deliver(self, messages: List[Any], start: int, error: Any = None) -> None:
+    def _deliver(self, messages: List[Any], start: int, error: Any = None,
+                 target: Any = None) -> None:
         """Dispatch each message; if a listener raises, the rest go on the next turns."""
-        target = self.target
-        for i in range(start, len(messages)):
-            try:
-                target._dispatch_message(messages[i], None)
-            except BaseException:
-                if i + 1 < len(messages) or error is not None:
-                    self.loop.call_soon(self._deliver, messages, i + 1, error)
-                raise
+        if target is None:
+            target = self.target
+
+        def later(next_index: int) -> None:
+            if next_index < len(messages) or error is not None:
+                self.loop.call_soon(self._deliver, messages, next_index, error, target)
+
+        _wire.dispatch(messages, start, target, None, later)
         if error is not None:
-            self.target.emit("error", error)
+            target.emit("error", error)
 
     def _fail(self, error: BaseException, messages: List[Any]) -> None:
         """A frame we cannot decode: deliver what came before it, report, and close."""
+        target = self.target
         self.connected = False
         self._close()
-        self.loop.call_soon(self._deliver, messages, 0, error)
+        self.loop.call_soon(self._deliver, messages, 0, error, target)
 
     # -- closing ---------------------------------------------------------------------------
 
@@ -302,15 +301,11 @@ class ChannelOwner(EventEmitter):
         channel = self.channel
         return channel is not None and channel.connected
 
-    def _dispatch_message(self, message: Any, handle: Any) -> None:
-        if is_internal(message):
-            self.emit("internalMessage", message, handle)
-        elif self._pending_messages is None and self.listener_count("message"):
-            self.emit("message", message, handle)
-        else:
-            if self._pending_messages is None:
-                self._pending_messages = deque()
-            self._pending_messages.append((message, handle))
+    def _queue_message(self, message: Any, handle: Any) -> None:
+        """No 'message' listener yet (or older ones still queued): keep it for later."""
+        if self._pending_messages is None:
+            self._pending_messages = deque()
+        self._pending_messages.append((message, handle))
 
     def _flush_pending_messages(self) -> None:
         pending = self._pending_messages
