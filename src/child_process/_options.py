@@ -271,6 +271,9 @@ def normalize_spawn(command: Any, args: Any, *, cwd: Any = None, env: Any = None
     for index, slot in enumerate(spec.stdio):
         if slot.kind == "ipc":
             spec.ipc_index = index
+    if spec.ipc_index >= 0:
+        from ._serialization import codec
+        codec(spec.serialization)       # a format we cannot speak fails here, before any start
 
     if shell:
         line = " ".join([file] + [os.fsdecode(a) if isinstance(a, bytes) else a for a in arglist])

@@ -169,6 +169,12 @@ def codec(serialization: str) -> Tuple[Callable[[Any], bytes], Callable[[bytes],
     if serialization == "pickle":
         return pickle_encode, pickle_decode, False
     if serialization == "advanced":
-        from ._v8 import v8_decode, v8_encode_frame
+        try:
+            from ._v8 import v8_decode, v8_encode_frame  # type: ignore[import-not-found]
+        except ImportError:
+            from ._errors import NodeValueError
+            raise NodeValueError("ERR_FEATURE_UNAVAILABLE",
+                                 "serialization 'advanced' (V8's format) is not implemented "
+                                 "yet in this version; use 'json' or 'pickle'") from None
         return v8_encode_frame, v8_decode, False
     raise ValueError(serialization)
