@@ -86,6 +86,7 @@ cdef class Loop:
     cdef public object waker
     cdef public bint wake_pending
     cdef dict __dict__
+    cdef object __weakref__
 
     def __cinit__(self):
         self.epfd = -1

@@ -14,6 +14,7 @@ then lets ``CancelledError`` through — no orphan, no zombie.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any, Optional
 
 from ._loop import Loop, get_loop
@@ -24,10 +25,12 @@ _get_running_loop = asyncio._get_running_loop
 class _Binding:
     """Our loop embedded in one asyncio loop."""
 
-    __slots__ = ("loop", "aloop", "timer", "fd", "__weakref__")
+    __slots__ = ("_loop", "aloop", "timer", "fd", "__weakref__")
 
     def __init__(self, loop: Loop, aloop: asyncio.AbstractEventLoop):
-        self.loop = loop
+        # a weak reference: our loop holds this binding, and a thread's loop must be freed (and
+        # its epoll descriptor closed) by reference counting when the thread ends
+        self._loop = weakref.ref(loop)
         self.aloop = aloop
         self.timer: Optional[asyncio.TimerHandle] = None
         self.fd = loop.fileno()
@@ -42,8 +45,15 @@ class _Binding:
         except RuntimeError:      # that asyncio loop has been closed: fall back to run()/wait()
             self.detach()
 
+    @property
+    def loop(self) -> Any:
+        return self._loop()
+
     def tick(self) -> None:
-        loop = self.loop
+        loop = self._loop()
+        if loop is None:
+            self.detach()
+            return
         loop.wake_pending = False
         try:
             loop.run_once(0)
@@ -51,20 +61,23 @@ class _Binding:
             self._arm_timer()
 
     def _arm_timer(self) -> None:
-        deadline = self.loop.next_deadline()
+        loop = self._loop()
+        if loop is None:
+            return
+        deadline = loop.next_deadline()
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
         if deadline is not None:
             # asyncio's clock is time.monotonic() too
             self.timer = self.aloop.call_at(deadline, self.tick)
-        if self.loop.has_ready and not self.loop.wake_pending:
-            self.loop.wake_pending = True
+        if loop.has_ready and not loop.wake_pending:
+            loop.wake_pending = True
             self.aloop.call_soon(self.tick)
 
     def detach(self) -> None:
-        loop = self.loop
-        if loop.waker == self.wake:
+        loop = self._loop()
+        if loop is not None and loop.waker == self.wake:
             loop.waker = None
             loop.wake_pending = False
         if self.timer is not None:
@@ -75,7 +88,7 @@ class _Binding:
                 self.aloop.remove_reader(self.fd)
             except (RuntimeError, ValueError, OSError):
                 pass
-        if getattr(loop, "_aio_binding", None) is self:
+        if loop is not None and getattr(loop, "_aio_binding", None) is self:
             loop._aio_binding = None
 
 
@@ -124,13 +137,13 @@ async def await_close(child: Any) -> tuple:
 
 
 async def _kill_and_reap(child: Any, closed: "asyncio.Future") -> None:
-    """After a cancellation: kill_signal, then wait (uncancellably) until the child has closed."""
+    """After a cancellation: kill_signal, drop the pipes (a grandchild may hold them for long;
+    nobody wants the output any more), then wait, uncancellably, until the child is reaped."""
     if not child._closed:
         child.kill(child._kill_signal)
         for stream in child.stdio:
-            flush = getattr(stream, "_flush_after_exit", None)
-            if flush is not None and not getattr(stream, "_async_iterating", False):
-                flush()
+            if stream is not None and hasattr(stream, "destroy"):
+                stream.destroy()
     while not closed.done():
         try:
             await asyncio.shield(closed)
@@ -159,17 +172,20 @@ class ExecAwaitable:
     """The awaitable ``exec_async`` returns; ``.child`` is the running ChildProcess."""
 
     def __init__(self, start: Any):
-        self._future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future = self._future = asyncio.get_running_loop().create_future()
+        box: list = []          # the child, without a reference cycle through this object
 
         def done(err: Any, stdout: Any, stderr: Any) -> None:
-            if self._future.done():
+            child = box.pop() if box else None
+            if future.done():
                 return
             if err is not None:
-                self._future.set_exception(err)
+                future.set_exception(err)
             else:
-                self._future.set_result(ExecResult(stdout, stderr, self.child))
+                future.set_result(ExecResult(stdout, stderr, child))
 
         self.child = start(done)
+        box.append(self.child)
         bind(self.child._loop)
 
     def __await__(self):

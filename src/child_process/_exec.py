@@ -66,19 +66,57 @@ def _start(spec: Any, cmd: str, limit: int, codec: Optional[str],
     timeout, spec.timeout = spec.timeout, 0
     child = ChildProcess()
     child._spawn(spec)
-    state = {"error": None, "done": False, "killed": False}
-    collected = {"stdout": _Collector(), "stderr": _Collector()}
-    timer = None
+    _ExecRun(child, spec.kill_signal, cmd, limit, codec, callback, timeout)
+    return child
 
-    def kill() -> None:
+
+class _ExecRun:
+    """One exec/exec_file: collects the output, enforces max_buffer and the timeout, and calls
+    back once. It lets go of the child and the output when done (no reference cycle keeps a
+    finished child, its loop or its output alive)."""
+
+    def __init__(self, child: ChildProcess, kill_signal: int, cmd: str, limit: int,
+                 codec: Optional[str], callback: Optional[Callable], timeout: float):
+        self.child: Optional[ChildProcess] = child
+        self.kill_signal = kill_signal
+        self.cmd = cmd
+        self.limit = limit
+        self.codec = codec
+        self.callback = callback
+        self.error: Optional[BaseException] = None
+        self.killed = False
+        self.done = False
+        self.boxes = {"stdout": _Collector(), "stderr": _Collector()}
+        self.listeners: List[Any] = []
+        self.timer: Any = None
+        for name, stream in (("stdout", child.stdout), ("stderr", child.stderr)):
+            if stream is not None:
+                if codec is not None:
+                    stream.set_encoding(codec)
+                listener = self._collector(name)
+                self.listeners.append((stream, listener))
+                stream.on("data", listener)
+        child.on("error", self.on_error)
+        child.on("close", self.finish)
+        if timeout > 0 and child.pid is not None:
+            from ._loop import Timer
+            self.timer = Timer(child._loop, self.kill)
+            self.timer.unref()
+            self.timer.start(timeout)
+
+    def kill(self) -> None:
+        child = self.child
+        if child is None:
+            return
         for stream in (child.stdout, child.stderr):
             if stream is not None:
                 stream.destroy()
-        state["killed"] = True
-        child.kill(spec.kill_signal)
+        self.killed = True
+        child.kill(self.kill_signal)
 
-    def on_data(name: str) -> Callable[[Any], None]:
-        box = collected[name]
+    def _collector(self, name: str) -> Callable[[Any], None]:
+        box = self.boxes[name]
+        limit, codec = self.limit, self.codec
 
         def collect(chunk: Any) -> None:
             if box.over:
@@ -90,36 +128,52 @@ def _start(spec: Any, cmd: str, limit: int, codec: Optional[str],
                 keep = limit - (box.length - size)
                 box.chunks.append(chunk[:keep])
                 box.over = True
-                if state["error"] is None:
-                    state["error"] = RangeError("ERR_CHILD_PROCESS_STDIO_MAXBUFFER",
-                                                f"{name} maxBuffer length exceeded")
-                kill()
+                if self.error is None:
+                    self.error = RangeError("ERR_CHILD_PROCESS_STDIO_MAXBUFFER",
+                                            f"{name} maxBuffer length exceeded")
+                self.kill()
             else:
                 box.chunks.append(chunk)
         return collect
 
-    def text(name: str) -> Any:
-        box = collected[name]
-        data = ("" if codec is not None else b"").join(box.chunks)
+    def text(self, name: str) -> Any:
+        box = self.boxes[name]
+        data = ("" if self.codec is not None else b"").join(box.chunks)
         box.chunks = []           # one copy of the output, not two
         return data
 
-    def finish(code: Optional[int] = None, signal: Optional[str] = None) -> None:
-        if state["done"]:
+    def on_error(self, err: BaseException) -> None:
+        # a failed start or an abort: Node reports it at once, with what was collected
+        if self.error is None:
+            self.error = err
+        child = self.child
+        if child is None:
             return
-        state["done"] = True
-        if timer is not None:
-            timer.stop()
-        # our listeners hold the child and the output: let go of them
-        child.off("error", on_error)
-        child.off("close", finish)
-        for stream, listener in listeners:
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.destroy()
+        self.finish(child.exit_code, child.signal_code)
+
+    def finish(self, code: Optional[int] = None, signal: Optional[str] = None) -> None:
+        child = self.child
+        if self.done or child is None:
+            return
+        self.done = True
+        if self.timer is not None:
+            self.timer.stop()
+            self.timer = None
+        child.off("error", self.on_error)
+        child.off("close", self.finish)
+        for stream, listener in self.listeners:
             stream.off("data", listener)
+        self.listeners = []
+        callback, self.callback, self.child = self.callback, None, None
         if callback is None:
             return
-        stdout, stderr = text("stdout"), text("stderr")
-        cause = state["error"]
-        killed = child.killed or state["killed"]
+        stdout, stderr = self.text("stdout"), self.text("stderr")
+        cause, cmd = self.error, self.cmd
+        self.error = None
+        killed = child.killed or self.killed
         if cause is None and code == 0 and signal is None:
             callback(None, stdout, stderr)
             return
@@ -134,32 +188,6 @@ def _start(spec: Any, cmd: str, limit: int, codec: Optional[str],
                             cmd=cmd, killed=killed, signal=signal, status=code,
                             stdout=stdout, stderr=stderr, pid=child.pid)
         callback(err, stdout, stderr)
-
-    def on_error(err: BaseException) -> None:
-        # a failed start or an abort: Node reports it at once, with what was collected
-        if state["error"] is None:
-            state["error"] = err
-        for stream in (child.stdout, child.stderr):
-            if stream is not None:
-                stream.destroy()
-        finish(child.exit_code, child.signal_code)
-
-    listeners = []
-    for name, stream in (("stdout", child.stdout), ("stderr", child.stderr)):
-        if stream is not None:
-            if codec is not None:
-                stream.set_encoding(codec)
-            listener = on_data(name)
-            listeners.append((stream, listener))
-            stream.on("data", listener)
-    child.on("error", on_error)
-    child.on("close", finish)
-    if timeout > 0 and child.pid is not None:
-        from ._loop import Timer
-        timer = Timer(child._loop, kill)
-        timer.unref()
-        timer.start(timeout)
-    return child
 
 
 def exec_async(command: Any, **options: Any) -> Any:

@@ -330,38 +330,48 @@ class Readable(_FdStream):
 
     # -- async iteration ---------------------------------------------------------------------
 
-    def __aiter__(self) -> "Readable":
-        self._async_iterating = True
-        if self._flowing:
-            self._flowing = None
-        self._want_more()
-        return self
+    def __aiter__(self) -> Any:
+        return self._iterate()
 
     def _wake_async(self) -> None:
         waiter = self._async_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def __anext__(self) -> Any:
-        while True:
-            if self._buffer:
-                chunk = self._buffer.popleft()
-                self._buffered -= len(chunk)
+    async def _iterate(self) -> Any:
+        """``async for chunk in stream``. Leaving the loop early (break, an exception, a
+        cancellation) destroys the stream, as Node does when a ``for await`` is left."""
+        import asyncio
+        self._async_iterating = True
+        if self._flowing:
+            self._flowing = None
+        finished = False
+        try:
+            while True:
+                if self._buffer:
+                    chunk = self._buffer.popleft()
+                    self._buffered -= len(chunk)
+                    self._want_more()
+                    yield chunk
+                    continue
+                if self._async_error is not None:
+                    finished = True
+                    raise self._async_error
+                if self._eof or self.destroyed:
+                    if not self.readable_ended and not self.destroyed:
+                        self._emit_end()
+                    finished = True
+                    return
                 self._want_more()
-                return chunk
-            if self._async_error is not None:
-                raise self._async_error
-            if self._eof or self.destroyed:
-                if not self.readable_ended and not self.destroyed:
-                    self._emit_end()
-                raise StopAsyncIteration
-            self._want_more()
-            import asyncio
-            self._async_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await _drive(self._loop, self._async_waiter)
-            finally:
-                self._async_waiter = None
+                self._async_waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await _drive(self._loop, self._async_waiter)
+                finally:
+                    self._async_waiter = None
+        finally:
+            self._async_iterating = False
+            if not finished and not self.readable_ended:
+                self.destroy()
 
 
 async def _drive(loop: Loop, future: Any) -> None:
