@@ -185,7 +185,7 @@ cdef class Loop:
         cdef double delay
         while self._timers:
             t = self._timers[0][2]
-            if not t.active or t.seq != self._timers[0][1]:
+            if not t._active or t.seq != self._timers[0][1]:
                 heapq.heappop(self._timers)
                 continue
             delay = t.when - monotonic()
@@ -202,7 +202,7 @@ cdef class Loop:
         while self._timers:
             entry = self._timers[0]
             t = entry[2]
-            if not t.active or t.seq != entry[1]:
+            if not t._active or t.seq != entry[1]:
                 heapq.heappop(self._timers)
                 continue
             if t.when > now:
@@ -335,16 +335,45 @@ cdef class Loop:
             raise RuntimeError("a loop runs only on the thread that created it")
 
 
-cdef class IOWatcher:
+cdef class Handle:
+    """What keeps a loop alive: counted in ``loop.refs`` while active and referenced."""
+
+    cdef readonly Loop loop
+    cdef bint _active
+    cdef bint referenced
+
+    cdef int _set_active(self, bint on) except -1:
+        if on == self._active:
+            return 0
+        self._active = on
+        if self.referenced:
+            self.loop.refs += 1 if on else -1
+        return 0
+
+    def ref(self):
+        if not self.referenced:
+            self.referenced = True
+            if self._active:
+                self.loop.refs += 1
+
+    def unref(self):
+        if self.referenced:
+            self.referenced = False
+            if self._active:
+                self.loop.refs -= 1
+
+    def has_ref(self):
+        return self.referenced
+
+
+cdef class IOWatcher(Handle):
     """Readiness callbacks for one descriptor; active (and counted in ``refs`` when referenced)
     while reading or writing is wanted."""
 
-    cdef readonly Loop loop
     cdef readonly int fd
     cdef unsigned int events
     cdef public object on_readable
     cdef public object on_writable
-    cdef bint referenced
 
     def __cinit__(self, Loop loop, int fd, on_readable=None, on_writable=None):
         self.loop = loop
@@ -360,11 +389,7 @@ cdef class IOWatcher:
             return 0
         self.loop._update(self, old, new)
         self.events = new
-        if self.referenced:
-            if old == 0:
-                self.loop.refs += 1
-            elif new == 0:
-                self.loop.refs -= 1
+        self._set_active(new != 0)
         return 0
 
     cdef int _dispatch(self, int what) except -1:
@@ -402,46 +427,20 @@ cdef class IOWatcher:
     def active(self):
         return self.events != 0
 
-    def ref(self):
-        if not self.referenced:
-            self.referenced = True
-            if self.events:
-                self.loop.refs += 1
 
-    def unref(self):
-        if self.referenced:
-            self.referenced = False
-            if self.events:
-                self.loop.refs -= 1
-
-    def has_ref(self):
-        return self.referenced
-
-
-cdef class Timer:
+cdef class Timer(Handle):
     """A one-shot timer; ``start()`` again to re-arm."""
 
-    cdef readonly Loop loop
     cdef public object callback
     cdef public tuple args
     cdef double when
     cdef long long seq
-    cdef bint active
-    cdef bint referenced
 
     def __cinit__(self, Loop loop, callback, *args):
         self.loop = loop
         self.callback = callback
         self.args = args
-        self.active = False
         self.referenced = True
-
-    cdef _set_active(self, bint on):
-        if on == self.active:
-            return
-        self.active = on
-        if self.referenced:
-            self.loop.refs += 1 if on else -1
 
     def start(self, double delay):
         self.when = monotonic() + (delay if delay > 0 else 0)
@@ -453,55 +452,16 @@ cdef class Timer:
 
     @property
     def is_active(self):
-        return self.active
-
-    def ref(self):
-        if not self.referenced:
-            self.referenced = True
-            if self.active:
-                self.loop.refs += 1
-
-    def unref(self):
-        if self.referenced:
-            self.referenced = False
-            if self.active:
-                self.loop.refs -= 1
-
-    def has_ref(self):
-        return self.referenced
+        return self._active
 
 
-cdef class Ref:
+cdef class Ref(Handle):
     """A handle that keeps the loop alive while active and referenced, for objects that are
-    not a single descriptor (a child process)."""
-
-    cdef readonly Loop loop
-    cdef bint active
-    cdef bint referenced
+    not a single descriptor (a child process, unsent IPC data)."""
 
     def __cinit__(self, Loop loop):
         self.loop = loop
-        self.active = False
         self.referenced = True
 
     def set_active(self, bint on):
-        if on == self.active:
-            return
-        self.active = on
-        if self.referenced:
-            self.loop.refs += 1 if on else -1
-
-    def ref(self):
-        if not self.referenced:
-            self.referenced = True
-            if self.active:
-                self.loop.refs += 1
-
-    def unref(self):
-        if self.referenced:
-            self.referenced = False
-            if self.active:
-                self.loop.refs -= 1
-
-    def has_ref(self):
-        return self.referenced
+        self._set_active(on)

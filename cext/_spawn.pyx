@@ -102,16 +102,7 @@ FD_DEVNULL = C_FD_DEVNULL
 cdef const char *DEFAULT_PATH = b"/usr/local/bin:/bin:/usr/bin"
 
 
-cdef char **_cstring_array(list items) except NULL:
-    """A NULL-terminated char* array pointing into the bytes of ``items`` (kept alive by the caller)."""
-    cdef Py_ssize_t n = len(items), i
-    cdef char **arr = <char **>malloc((n + 1) * sizeof(char *))
-    if arr == NULL:
-        raise MemoryError()
-    for i in range(n):
-        arr[i] = <char *>(<bytes>items[i])
-    arr[n] = NULL
-    return arr
+include "cstrings.pxi"
 
 
 def find_executable(bytes file, object path_env, object cwd):

@@ -133,15 +133,7 @@ cdef int _grow(Capture *c, Py_ssize_t need) noexcept nogil:
     return rc
 
 
-cdef char **_cstring_array(list items) except NULL:
-    cdef Py_ssize_t n = len(items), i
-    cdef char **arr = <char **>malloc((n + 1) * sizeof(char *))
-    if arr == NULL:
-        raise MemoryError()
-    for i in range(n):
-        arr[i] = <char *>(<bytes>items[i])
-    arr[n] = NULL
-    return arr
+include "cstrings.pxi"
 
 
 def run(bytes path, list argv, list envp, object cwd, list slots, bint detached, long uid,
