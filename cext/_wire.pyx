@@ -213,6 +213,10 @@ cdef class LineFramer:
             if nl == NULL:
                 break
             pos = nl - p
+            if self.max_line >= 0 and pos - start > self.max_line:
+                self.parts = []
+                self.pending = 0
+                return messages, ValueError("message larger than the channel's limit"), ends
             if pos > start:
                 try:
                     messages.append(decode(chunk[start:pos]))

@@ -236,6 +236,7 @@ class ChildProcess(ChannelOwner):
         self._ipc_listener_added(event)
 
     def _channel_closed(self) -> None:
+        self.channel = None          # Node: null once the channel is gone
         try:
             self.emit("disconnect")
         finally:

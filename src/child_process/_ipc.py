@@ -173,8 +173,13 @@ class Channel:
         self._queued = 0
         for cb in callbacks:
             self.loop.call_soon(cb, err)
-        if not callbacks and exc.errno not in (_errno.EPIPE, _errno.ECONNRESET):
-            self.loop.call_soon(self.target.emit, "error", err)
+        target = self.target
+        if not callbacks and target is not None and (
+                target.listener_count("error")
+                or exc.errno not in (_errno.EPIPE, _errno.ECONNRESET)):
+            # Node emits a failed write without callback as 'error'; a peer that has simply
+            # gone (EPIPE) does not crash a program that listens for no errors
+            self.loop.call_soon(target.emit, "error", err)
         self._close()
 
     # -- receiving -------------------------------------------------------------------------
@@ -205,7 +210,8 @@ class Channel:
 
     def _deliver(self, messages: List[Any], start: int, error: Any = None,
                  target: Any = None) -> None:
-        """Dispatch each message; if a listener raises, the rest go on the next turns."""
+        """Dispatch each message; if a listener raises, the rest go on the next turns. With an
+        ``error`` (a frame that could not be decoded): then 'error', then the channel's close."""
         if target is None:
             target = self.target
 
@@ -215,13 +221,16 @@ class Channel:
 
         _wire.dispatch(messages, start, target, None, later)
         if error is not None:
-            target.emit("error", error)
+            try:
+                target.emit("error", error)
+            finally:
+                self._closed_event(target)
 
     def _fail(self, error: BaseException, messages: List[Any]) -> None:
         """A frame we cannot decode: deliver what came before it, report, and close."""
         target = self.target
         self.connected = False
-        self._close()
+        self._close(announce=False)
         self.loop.call_soon(self._deliver, messages, 0, error, target)
 
     # -- closing ---------------------------------------------------------------------------
@@ -234,7 +243,7 @@ class Channel:
         else:
             self._close()
 
-    def _close(self) -> None:
+    def _close(self, announce: bool = True) -> None:
         if self.closed:
             return
         self.closed = True
@@ -243,12 +252,23 @@ class Channel:
         self._io.on_readable = self._io.on_writable = None     # no cycle through the watcher
         self._writes_pending.set_active(False)
         os.close(self.fd)
+        # what never reached the kernel: its callbacks learn it (never silently dropped)
+        pending = [cb for _, cb in self._queue if cb is not None]
         self._queue.clear()
         self._queued = 0
-        self.loop.call_soon(self._closed_event)
+        if pending:
+            err = NodeValueError("ERR_IPC_CHANNEL_CLOSED", "Channel closed")
+            for cb in pending:
+                self.loop.call_soon(cb, err)
+        if announce:
+            self.loop.call_soon(self._closed_event)
 
-    def _closed_event(self) -> None:
-        target, self.target = self.target, None
+    def _closed_event(self, target: Any = None) -> None:
+        if target is None:
+            target = self.target
+        self.target = None
+        if target is None:
+            return
         try:
             target._channel_closed()
         finally:
@@ -279,6 +299,8 @@ class ChannelOwner(EventEmitter):
         if channel is None or channel.closed:
             if message is _MISSING:
                 raise NodeTypeError("ERR_MISSING_ARGS", 'The "message" argument must be specified')
+            if getattr(self, "_ipc_serialization", "json") == "json":
+                json_check_message(message)     # the type is checked before the channel state
             err = NodeValueError("ERR_IPC_CHANNEL_CLOSED", "Channel closed")
             loop = get_loop()
             if callback is not None:
@@ -311,7 +333,14 @@ class ChannelOwner(EventEmitter):
         pending = self._pending_messages
         while pending and self.listener_count("message"):
             message, handle = pending.popleft()
-            self.emit("message", message, handle)
+            try:
+                self.emit("message", message, handle)
+            except BaseException:
+                if pending:         # the rest on the next turns, as for any message
+                    get_loop().call_soon(self._flush_pending_messages)
+                else:
+                    self._pending_messages = None
+                raise
         if not pending:
             self._pending_messages = None
 
@@ -326,6 +355,7 @@ class ChannelOwner(EventEmitter):
 def attach_parent_channel(child: Any, loop: Loop, fd: int, serialization: str) -> None:
     """The parent's end of a child's IPC channel, emitting on the ChildProcess."""
     child._ipc_init()
+    child._ipc_serialization = serialization
     child.channel = Channel(loop, fd, serialization, child)
     child._closes_needed += 1
 
@@ -340,6 +370,7 @@ class Parent(ChannelOwner):
     def __init__(self, fd: int, serialization: str):
         EventEmitter.__init__(self)
         self._ipc_init()
+        self._ipc_serialization = serialization
         self.channel = Channel(get_loop(), fd, serialization, self, referenced=False)
 
     def ref(self) -> None:

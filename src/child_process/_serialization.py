@@ -68,7 +68,7 @@ def _make_json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
     try:  # the fastest encoder available; optional
         import orjson
     except ImportError:  # pragma: no cover - depends on the environment
-        return stdlib_encode, _json.loads
+        return stdlib_encode, lambda line: _json.loads(line.decode("utf-8", "replace"))
 
     options = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE
     orjson_dumps, orjson_loads, decode_error = orjson.dumps, orjson.loads, orjson.JSONDecodeError
@@ -84,7 +84,8 @@ def _make_json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
         try:
             return orjson_loads(line)
         except decode_error:
-            return _json.loads(line)    # NaN/Infinity tokens, huge ints: let the stdlib try
+            # NaN/Infinity tokens, huge ints, invalid UTF-8 (Node's decoder makes it U+FFFD)
+            return _json.loads(line.decode("utf-8", "replace"))
 
     return encode, decode
 
