@@ -1678,3 +1678,120 @@ def test_parent_program_lives_until_the_channel_closes(tmp_path, mode):
     else:
         assert proc.stdout == b"end of script\n"
         time.sleep(0.7)                          # let the orphaned child finish
+
+
+def test_listener_exception_before_a_malformed_line(tmp_path, reap):
+    """A raising listener does not lose the messages after it, nor the 'error' and the close."""
+    child = raw_child(tmp_path, """\
+        import os
+        fd = int(os.environ["NODE_CHANNEL_FD"])
+        os.write(fd, b'1\\n2\\n{bad}\\n3\\n')
+        os.read(fd, 10)
+        """, reap)
+    events = record(child)
+
+    def boom(m):
+        if m == 1:
+            raise ValueError(m)
+
+    child.on("message", boom)
+    raised = []
+    for _ in range(10):
+        try:
+            assert child.wait(WAIT) == (0, None)
+            break
+        except ValueError as exc:
+            raised.append(exc.args[0])
+    assert raised == [1]
+    assert [e for e in events if e[0] not in ("exit", "close")] == [
+        ("message", 1), ("message", 2), ("error", "ERR_IPC_BAD_MESSAGE"), ("disconnect",)]
+    assert events[-1] == ("close", 0, None)
+
+
+def test_uncaught_exception_in_a_child_listener_ends_the_child_with_status_1(tmp_path, reap):
+    """SPEC §3: an error nobody handled ends the program with status 1, as in Node."""
+    child = fork(script(tmp_path, PRELUDE + """
+def on_message(m):
+    raise ValueError("boom " + m)
+p.on("message", on_message)
+"""), stdio=["ignore", "ignore", "pipe", "ipc"])
+    reap(child)
+    err = []
+    child.stderr.on("data", err.append)
+    child.send("now")
+    assert child.wait(WAIT) == (1, None)
+    assert b"ValueError: boom now" in b"".join(err)
+
+
+def test_once_listener_then_queue_again(tmp_path, reap):
+    """With only a once-listener, the messages after its first stay queued for the next listener."""
+    child = fork(script(tmp_path, PRELUDE + """
+for i in (1, 2, 3):
+    p.send(i)
+p.send({"cmd": "NODE_READY"})
+p.on("disconnect", lambda: None)
+"""))
+    reap(child)
+    first, rest = [], []
+    child.on("internalMessage", lambda m: child.once("message", first.append))
+    assert run_until(lambda: first)
+    spin(0.2)
+    assert first == [1]
+    child.on("message", rest.append)
+    assert run_until(lambda: len(rest) == 2)
+    assert rest == [2, 3]
+    child.disconnect()
+    assert child.wait(WAIT) == (0, None)
+
+
+def test_detached_fork_with_ignored_stdio(tmp_path, reap):
+    child = fork(script(tmp_path, PRELUDE + """
+p.send([os.getsid(0) == os.getpid(), os.getpgid(0) == os.getpid()])
+p.on("message", lambda m: p.disconnect())
+"""), detached=True, stdio="ignore")
+    reap(child)
+    assert (child.stdin, child.stdout, child.stderr) == (None, None, None)
+    got = []
+    child.on("message", got.append)
+    assert run_until(lambda: got)
+    assert got == [[True, True]]
+    child.send("bye")
+    assert child.wait(WAIT) == (0, None)
+
+
+def test_nested_fork_relays_through_a_python_child(tmp_path, reap):
+    """A forked child forks its own child: each level has its own channel on fd 3, and the
+    middle process's variables do not leak to the grandchild."""
+    leaf = script(tmp_path, PRELUDE + """
+p.send({"leaf_env": sorted(k for k in os.environ if k.startswith("NODE_CHANNEL")),
+        "fd": p.channel.fileno()})
+def on_message(m):
+    if m == "bye":
+        p.disconnect()
+    else:
+        p.send({"leaf": m})
+p.on("message", on_message)
+""")
+    middle = script(tmp_path, PRELUDE + """
+leaf = child_process.fork(sys.argv[1])
+leaf.on("message", lambda m: p.send({"via_middle": m}))
+def on_message(m):
+    if m == "bye":
+        leaf.send("bye")
+        leaf.on("exit", lambda code, sig: (p.send({"leaf_exit": code}), p.disconnect()))
+    else:
+        leaf.send(m)
+p.on("message", on_message)
+""")
+    child = fork(middle, [leaf])
+    reap(child)
+    got = []
+    child.on("message", got.append)
+    child.send({"x": "\u00e9"})
+    assert run_until(lambda: len(got) == 2)
+    assert sorted(got, key=json.dumps) == sorted([
+        {"via_middle": {"leaf_env": [], "fd": 3}},
+        {"via_middle": {"leaf": {"x": "\u00e9"}}}], key=json.dumps)
+    child.send("bye")
+    assert child.wait(WAIT) == (0, None)
+    assert got[-1] == {"leaf_exit": 0}
