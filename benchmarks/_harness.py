@@ -9,7 +9,9 @@ could not measure.  Three kinds exist:
 * :class:`CJob` — a C reference program from ``c/``, built with ``cc -O2`` into a temporary
   directory once per run;
 * :class:`NodeJob` — a script from ``node/`` run by the ``node`` on ``PATH``;
-* :class:`PyJob` — ``_worker.py`` run by this interpreter, measuring Python implementations.
+* :class:`PyJob` — ``_worker.py`` run by this interpreter (``python -m _worker`` from this
+  directory), measuring Python implementations, in :meth:`Toolchain.python_env` (bytecode
+  cached in a directory of the run).
 
 C and Node programs print ``{"n": ops, "seconds": total}``; the value of their row is
 ``seconds / n``.  ``_worker.py`` prints the value of each row itself.
@@ -49,6 +51,34 @@ class Toolchain:
         self.node = shutil.which("node")
         self._tmp = None
         self._built = {}
+        self._python_env = None
+
+    def _tempdir(self):
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="cp-bench-")
+        return self._tmp.name
+
+    def cpus(self):
+        """The CPUs this runner may use, in order (its affinity mask)."""
+        try:
+            return sorted(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            return list(range(os.cpu_count() or 1))
+
+    def python_env(self):
+        """The environment of the Python workers, and so of every Python child they start.
+
+        Bytecode is cached, in a directory of this run (``PYTHONPYCACHEPREFIX``; nothing is
+        written beside the sources), even where ``PYTHONDONTWRITEBYTECODE`` is set: without a
+        ``.pyc``, every start of a child importing ``child_process`` would compile its modules
+        again, which is not what an installed package costs.  The probe run fills the cache,
+        so the rounds find it warm."""
+        if self._python_env is None:
+            env = dict(os.environ)
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = os.path.join(self._tempdir(), "pycache")
+            self._python_env = env
+        return self._python_env
 
     def close(self):
         if self._tmp is not None:
@@ -73,10 +103,8 @@ class Toolchain:
     def _build(self, source):
         if self.cc is None:
             raise Unavailable("no C compiler `cc` on PATH")
-        if self._tmp is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="cp-bench-")
         src = os.path.join(HERE, "c", source)
-        exe = os.path.join(self._tmp.name, os.path.splitext(source)[0])
+        exe = os.path.join(self._tempdir(), os.path.splitext(source)[0])
         proc = subprocess.run([self.cc, "-O2", "-o", exe, src],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if proc.returncode != 0:
@@ -125,11 +153,18 @@ def _first_line(argv):
     return lines[0] if lines else "unknown"
 
 
-def run_json(argv, timeout):
-    """Run ``argv``, return the JSON object on the last line of its stdout."""
+def run_json(argv, timeout, env=None, cwd=None, cpu=None):
+    """Run ``argv`` (in ``env`` and ``cwd``, default this process's; pinned to CPU ``cpu``
+    when given, with every thread and child it starts), return the JSON object on the last
+    line of its stdout."""
+    pin = None
+    if cpu is not None:
+        def pin():
+            os.sched_setaffinity(0, {cpu})
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, timeout=timeout)
+                              stderr=subprocess.PIPE, text=True, timeout=timeout, env=env,
+                              cwd=cwd, preexec_fn=pin)
     except subprocess.TimeoutExpired:
         raise JobFailed(f"no answer within {timeout:.0f} s")
     except OSError as exc:
@@ -148,6 +183,43 @@ def run_json(argv, timeout):
     return data
 
 
+# -------------------------------------------------------------------------- placement
+
+class Placement:
+    """Where a parent and the child it talks to run, for the IPC scenarios, whose figures on a
+    small VM depend above all on it: a message to a process sleeping on the *same* CPU costs a
+    context switch, one to a process on *another* CPU a cross-CPU wake-up, several times
+    dearer here.  Left to the scheduler, a run gets one or the other, so its results are
+    bimodal; each placement pins them instead.
+
+    ``same=True``: parent and child on the first CPU of the runner's affinity mask.  Else the
+    parent on the first, the child on the second (unavailable with a single CPU).  The runner
+    pins the measuring process (all its threads, and children by inheritance); the program
+    then moves its child to ``child_cpu`` (-1: leave it on the parent's) right after starting
+    it, before any message is exchanged."""
+
+    def __init__(self, suffix, label, same):
+        self.suffix = suffix   # of the row keys: "impl/<suffix>"
+        self.label = label     # column heading: "one CPU"
+        self.same = same
+
+    def cpus(self, tools):
+        """(the parent's CPU, the child's CPU or -1); raises Unavailable."""
+        cpus = tools.cpus()
+        if not cpus:
+            raise Unavailable("no CPU in this process's affinity mask")
+        if self.same:
+            return cpus[0], -1
+        if len(cpus) < 2:
+            raise Unavailable("a single CPU: no second one for the child")
+        return cpus[0], cpus[1]
+
+
+ONE_CPU = Placement("1cpu", "one CPU", same=True)
+TWO_CPUS = Placement("2cpu", "two CPUs", same=False)
+PLACEMENTS = (ONE_CPU, TWO_CPUS)
+
+
 # ------------------------------------------------------------------------------- jobs
 
 class Job:
@@ -156,26 +228,39 @@ class Job:
     ``params(cfg, probe)`` returns this job's parameters from the scenario's configuration
     (``cfg``); ``probe=True`` asks for a tiny run that only checks the job works."""
 
-    def __init__(self, name, keys, params, child=False):
+    def __init__(self, name, keys, params, child=False, placement=None):
         self.name = name
         self.keys = list(keys)
         self.params = params
         self.child = child  # add p["child"], the argv of the writer of p["nbytes"] bytes
+        self.placement = placement  # a Placement: which CPUs the parent and its child get
 
     def prepare(self, tools):
         """Raise Unavailable if this job cannot run at all here."""
         if self.child:
             tools.writer(1)
+        if self.placement is not None:
+            self.placement.cpus(tools)
 
     def resolve(self, tools, cfg, probe):
-        """This job's parameters for one run, with the child's argv when it needs one."""
+        """This job's parameters for one run, with the child's argv when it needs one and
+        ``child_cpu`` (-1: the parent's) when the job has a placement."""
         p = dict(self.params(cfg, probe))
         if self.child:
             p["child"] = tools.writer(p["nbytes"])
+        if self.placement is not None:
+            p["child_cpu"] = self.placement.cpus(tools)[1]
         return p
 
     def command(self, tools, keys, cfg, probe):
         raise NotImplementedError
+
+    def options(self, tools):
+        """``run_json`` keywords for the process: its ``env``, ``cwd`` (default: the runner's
+        own) and the ``cpu`` it is pinned to (default: none)."""
+        if self.placement is not None:
+            return {"cpu": self.placement.cpus(tools)[0]}
+        return {}
 
     def parse(self, data, keys):
         """Return ({key: value}, {key: reason}) from the process's JSON output."""
@@ -190,8 +275,8 @@ class Job:
 class _ExternalJob(Job):
     """A C or Node program measuring exactly one row, printing {"n": .., "seconds": ..}."""
 
-    def __init__(self, name, key, params, argv, child=False):
-        super().__init__(name, [key], params, child)
+    def __init__(self, name, key, params, argv, child=False, placement=None):
+        super().__init__(name, [key], params, child, placement)
         self.argv = argv  # argv(p) -> list of str arguments after the program
 
     def parse(self, data, keys):
@@ -212,8 +297,8 @@ def _rss_info(data, key):
 
 
 class CJob(_ExternalJob):
-    def __init__(self, name, key, source, params, argv, child=False):
-        super().__init__(name, key, params, argv, child)
+    def __init__(self, name, key, source, params, argv, child=False, placement=None):
+        super().__init__(name, key, params, argv, child, placement)
         self.source = source
 
     def prepare(self, tools):
@@ -226,14 +311,18 @@ class CJob(_ExternalJob):
 
 
 class NodeJob(_ExternalJob):
-    def __init__(self, name, key, script, params, argv, child=False):
-        super().__init__(name, key, params, argv, child)
+    def __init__(self, name, key, script, params, argv, child=False, placement=None):
+        super().__init__(name, key, params, argv, child, placement)
         self.script = script
 
     def prepare(self, tools):
         if tools.node is None:
             raise Unavailable("no `node` on PATH")
         super().prepare(tools)
+        # Node cannot set a CPU affinity itself: its child is started through `taskset`
+        if (self.placement is not None and self.placement.cpus(tools)[1] >= 0
+                and shutil.which("taskset") is None):
+            raise Unavailable("no `taskset` on PATH to place Node's child on its CPU")
 
     def command(self, tools, keys, cfg, probe):
         script = os.path.join(HERE, "node", self.script)
@@ -246,8 +335,8 @@ class PyJob(Job):
     A key is ``impl`` or ``impl/suffix``; the worker is asked for ``impl``.  All keys of one
     job share one process per round (and so share its state, e.g. the memory it holds)."""
 
-    def __init__(self, name, group, keys, params, child=False):
-        super().__init__(name, keys, params, child)
+    def __init__(self, name, group, keys, params, child=False, placement=None):
+        super().__init__(name, keys, params, child, placement)
         self.group = group
 
     @staticmethod
@@ -258,7 +347,13 @@ class PyJob(Job):
         spec = self.resolve(tools, cfg, probe)
         spec["group"] = self.group
         spec["impls"] = [self.impl_of(k) for k in keys]
-        return [sys.executable, os.path.join(HERE, "_worker.py"), json.dumps(spec)]
+        return [sys.executable, "-m", "_worker", json.dumps(spec)]
+
+    def options(self, tools):
+        # Run as a module (``-m``, from this directory) rather than as a script: a
+        # multiprocessing 'spawn' child re-imports the main module, and a module comes from
+        # the bytecode cache where a script would be compiled again in every child (~5 ms).
+        return dict(super().options(tools), env=tools.python_env(), cwd=HERE)
 
     def parse(self, data, keys):
         by_impl = {self.impl_of(k): k for k in keys}
@@ -320,3 +415,15 @@ def fmt_bytes(n):
     if n >= GiB:
         return f"{n / GiB:.1f} GiB"
     return f"{n / (1 << 20):.0f} MiB"
+
+
+def fmt_msg_rate(per_second):
+    """905123 -> '905k msg/s', 1.14e6 -> '1.14M msg/s', 3 significant digits."""
+    if per_second is None:
+        return ""
+    for scale, unit in ((1e6, "M"), (1e3, "k"), (1.0, "")):
+        if per_second >= scale or unit == "":
+            v = per_second / scale
+            digits = 0 if v >= 100 else 1 if v >= 10 else 2
+            return f"{v:.{digits}f}{unit} msg/s"
+    return ""

@@ -4,27 +4,33 @@
 A :class:`Scenario` lists its table rows (one per implementation, C reference first, then the
 peers, then ours), the jobs that measure them (``_harness.Job``), which row is the reference,
 and a ``quick`` and a ``full`` configuration.  Adding a scenario means: a C program in ``c/``,
-a Node script in ``node/``, the Python implementations in ``_worker.py`` under a new group,
-and one more ``Scenario(...)`` here.  A scenario whose table or plot is not the plain
-"median / min / max / vs reference" one subclasses ``Scenario`` (see ``BigParentScenario``);
-one reporting a throughput instead of a time subclasses ``ThroughputScenario``.
+a Node script in ``node/``, the Python implementations in ``_worker.py`` under a new group
+(and, for ``fork()``, the child scripts in ``python/``), and one more ``Scenario(...)`` here.
+A scenario whose table or plot is not the plain "median / min / max / vs reference" one
+subclasses ``Scenario`` (see ``BigParentScenario``); one reporting a throughput instead of a
+time subclasses ``ThroughputScenario`` (MB/s) or ``RateScenario`` (messages/s); one measuring
+every row in each CPU placement (the IPC scenarios) is a ``PlacedScenario``.
 
 Every job reports seconds per operation; ``Scenario.value`` turns that into the value a row
-shows (the time itself, or MB/s for a throughput scenario) as each sample comes in, so
-median / min / max are taken over the shown values.
+shows (the time itself, MB/s, messages/s) as each sample comes in, so median / min / max are
+taken over the shown values.  ``compare`` and ``targets`` add lines under a table: one row
+against another (a speed-up, or a difference of times), and a row's median against a target
+of shared/BENCHMARKS.md.
 """
 
 import statistics
+import textwrap
 
-from _harness import (GiB, CJob, NodeJob, PyJob, fmt_bytes, fmt_rate, fmt_ratio,
-                      fmt_time)
+from _harness import (PLACEMENTS, GiB, CJob, NodeJob, PyJob, fmt_bytes, fmt_msg_rate,
+                      fmt_rate, fmt_ratio, fmt_time)
 
 
 class Row:
-    def __init__(self, key, label, kind):
+    def __init__(self, key, label, kind, short=None):
         self.key = key
         self.label = label
         self.kind = kind  # "c" (reference program), "peer" or "ours"
+        self.short = short or label  # its name in the comparison lines under a table
 
 
 class Result:
@@ -85,7 +91,7 @@ class Scenario:
     extra_headers = ()  # more columns of the plain table, filled by extra_cells
 
     def __init__(self, name, title, measure, rows, jobs, reference, quick, full, notes=(),
-                 axis=None):
+                 axis=None, compare=(), targets=()):
         self.name = name
         self.title = title
         self.measure = measure      # e.g. "time per spawn"
@@ -96,6 +102,12 @@ class Scenario:
         self.quick = quick
         self.full = full
         self.static_notes = list(notes)
+        # (row, other row, "speedup" or "difference", target text or None): a line under the
+        # table comparing the two medians, e.g. against the target of shared/BENCHMARKS.md
+        self.compare = list(compare)
+        # (row, "<=" or ">=", value): a line under the table saying whether the row's median
+        # meets that target (value in the unit rows show: seconds, or messages per second)
+        self.targets = list(targets)
 
     def config(self, quick):
         return dict(self.quick if quick else self.full)
@@ -142,6 +154,12 @@ class Scenario:
                 return row.label
         return key
 
+    def short(self, key):
+        for row in self.rows:
+            if row.key == key.split("/", 1)[0]:
+                return row.short
+        return key
+
     # -------------------------------------------------------------------------- output
 
     def describe(self, result):
@@ -178,9 +196,52 @@ class Scenario:
         notes = []
         if ref and ref != self.reference:
             notes.append(f"Reference: {self.label(ref)} (the C reference was skipped).")
+        notes += self.target_lines(result) + self.comparisons(result)
         notes += self.static_notes + result.setup_notes
         notes += [f"{k}: {v}." for k, v in sorted(result.notes.items())]
         return ([""] + [f"- {n}" for n in notes]) if notes else []
+
+    def comparisons(self, result, suffixes=(("", None),)):
+        """One line per ``compare`` entry whose two rows were both measured (in each of
+        ``suffixes``: (key suffix, its name in the line))."""
+        lines = []
+        for key, other, how, target in self.compare:
+            parts = []
+            for suffix, name in suffixes:
+                mine, theirs = result.median(key + suffix), result.median(other + suffix)
+                if mine is not None and theirs is not None:
+                    text = self.compare_text(mine, theirs, how)
+                    parts.append(f"{text} ({name})" if name else text)
+            if parts:
+                lines.append(f"{self.short(key)} vs {self.short(other)} (medians): "
+                             + "; ".join(parts) + (f"; target: {target}" if target else "")
+                             + ".")
+        return lines
+
+    def target_lines(self, result, suffixes=(("", None),)):
+        lines = []
+        for key, op, value in self.targets:
+            parts = []
+            for suffix, name in suffixes:
+                med = result.median(key + suffix)
+                if med is not None:
+                    met = med <= value if op == "<=" else med >= value
+                    parts.append(f"{self.fmt(med)}{f' ({name})' if name else ''}: "
+                                 f"{'met' if met else 'not met'}")
+            if parts:
+                sign = "≤" if op == "<=" else "≥"
+                lines.append(f"Target for {self.short(key)} (shared/BENCHMARKS.md), "
+                             f"{sign} {self.fmt(value)}: " + "; ".join(parts) + ".")
+        return lines
+
+    def compare_text(self, mine, theirs, how):
+        if how == "speedup":
+            # self.ratio says how much worse `mine` is than `theirs`; show it as a speed-up
+            speedup = 1.0 / self.ratio(mine, theirs)
+            return (f"{fmt_ratio(speedup)} faster" if speedup >= 1
+                    else f"{fmt_ratio(1.0 / speedup)} slower")
+        delta = mine - theirs  # "difference" of two times
+        return f"{'+' if delta >= 0 else '−'}{fmt_time(abs(delta))}"
 
     def plot(self, result, path, plt):
         rows = [r for r in self.rows if result.stats(r.key)]
@@ -348,6 +409,158 @@ class CaptureScenario(ThroughputScenario):
                 f"each timing up to {cfg['n']} "
                 f"captures (at most {cfg['budget']:g} s) after {_warmup(cfg)}, implementations "
                 f"alternating round by round; median / min / max over the rounds.")
+
+
+class RateScenario(Scenario):
+    """Rows show messages per second (higher is better); as in every table, the ratio column is
+    how much worse than the reference a row is: the reference's rate over this row's."""
+
+    ratio_header = "vs reference (ref msg/s ÷ this)"
+
+    def value(self, seconds_per_op, cfg):
+        return 1.0 / seconds_per_op
+
+    def fmt(self, value):
+        return fmt_msg_rate(value)
+
+    def ratio(self, median, ref_median):
+        return ref_median / median
+
+    def plot_scale(self, largest):
+        return 1e3, "thousands"
+
+    def plot_axis(self, unit):
+        return f"{self.axis} ({unit}), higher is better; whiskers: min–max"
+
+    def describe(self, result):
+        cfg = result.cfg
+        return (f"{self.measure[0].upper()}{self.measure[1:]}; {result.rounds} rounds, each "
+                f"forking one child that sends {cfg['warmup']} + {cfg['n']} messages, "
+                f"implementations alternating round by round; median / min / max over the "
+                f"rounds.")
+
+    def footer(self, result, ref):
+        lines = super().footer(result, ref)
+        note = ("- \"vs reference\" is the reference's median rate divided by this row's: "
+                "×2.00 means half the reference's messages per second.")
+        return lines + [note] if lines else ["", note]
+
+
+class PlacedScenario(Scenario):
+    """Every row is measured in each placement of ``_harness.PLACEMENTS`` (parent and child
+    on one CPU, on two CPUs), as keys ``impl/<suffix>``; the table has one group of columns
+    per placement, each with its own reference."""
+
+    placements = PLACEMENTS
+
+    def _key(self, row_key, placement):
+        return f"{row_key}/{placement.suffix}"
+
+    def table(self, result):
+        refs = []
+        heads, rule = ["implementation"], ["---"]
+        for pl in self.placements:
+            ref = self.reference_key(result, "/" + pl.suffix)
+            refs.append((ref, result.median(ref) if ref else None))
+            heads += [f"{pl.label}: median", "min – max", "vs reference"]
+            rule += ["---:"] * 3
+        lines = [f"### `{self.name}` — {self.title}", "", self.describe(result), "",
+                 "| " + " | ".join(heads) + " |", "|" + "|".join(rule) + "|"]
+        for row in self.rows:
+            keys = [self._key(row.key, pl) for pl in self.placements]
+            if not any(result.stats(k) for k in keys):
+                reasons = {result.reason(k) for k in keys}
+                why = "; ".join(sorted(reasons)) if len(reasons) > 1 else reasons.pop()
+                lines.append(f"| {row.label} | — | skipped: {_cell(why)} |"
+                             + " |" * (3 * len(self.placements) - 2))
+                continue
+            cells = [row.label]
+            for key, (ref, ref_median) in zip(keys, refs):
+                stats = result.stats(key)
+                if stats is None:
+                    cells += ["—", f"skipped: {_cell(result.reason(key))}", ""]
+                    continue
+                med, lo, hi = stats
+                cells += [self.fmt(med) + (" **(ref)**" if key == ref else ""),
+                          f"{self.fmt(lo)} – {self.fmt(hi)}",
+                          fmt_ratio(self.ratio(med, ref_median)) if ref_median else ""]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += self.footer(result, None)
+        return "\n".join(lines) + "\n"
+
+    def footer(self, result, ref):
+        lines = super().footer(result, None)
+        notes = []
+        for pl in self.placements:
+            ref = self.reference_key(result, "/" + pl.suffix)
+            if ref and ref.split("/", 1)[0] != self.reference:
+                notes.append(f"- Reference ({pl.label}): {self.label(ref)} (the C reference "
+                             f"was skipped).")
+        if notes:
+            lines = (lines or [""]) + notes
+        return lines
+
+    def comparisons(self, result, suffixes=None):
+        return super().comparisons(result, [("/" + pl.suffix, pl.label)
+                                            for pl in self.placements])
+
+    def target_lines(self, result, suffixes=None):
+        return super().target_lines(result, [("/" + pl.suffix, pl.label)
+                                             for pl in self.placements])
+
+    def plot(self, result, path, plt):
+        rows = [r for r in self.rows
+                if any(result.stats(self._key(r.key, pl)) for pl in self.placements)]
+        if not rows:
+            return False
+        largest = max(result.stats(self._key(r.key, pl))[2] for r in rows
+                      for pl in self.placements if result.stats(self._key(r.key, pl)))
+        scale, unit = self.plot_scale(largest)
+        fig, ax = plt.subplots(figsize=(10, 0.8 * len(rows) + 1.8))
+        ys = list(range(len(rows)))[::-1]
+        h = 0.8 / len(self.placements)
+        colors = ["#9ab8d8", "#2f6ea8", "#e8862a"]
+        for i, pl in enumerate(self.placements):
+            offset = (len(self.placements) - 1) / 2 * h - i * h
+            for y, row in zip(ys, rows):
+                stats = result.stats(self._key(row.key, pl))
+                if stats is None:
+                    continue
+                med, lo, hi = stats
+                ax.barh(y + offset, med / scale, height=h, color=colors[i % len(colors)],
+                        xerr=[[(med - lo) / scale], [(hi - med) / scale]], capsize=2,
+                        label=pl.label)
+                ax.text(hi / scale, y + offset, "  " + self.fmt(med), va="center", fontsize=7)
+        ax.set_yticks(ys)
+        ax.set_yticklabels([textwrap.fill(r.label, 44) for r in rows], fontsize=7)
+        ax.set_xlim(0, largest / scale * 1.35)
+        ax.set_xlabel(self.plot_axis(unit))
+        handles, labels = ax.get_legend_handles_labels()
+        seen = {}
+        for hnd, lab in zip(handles, labels):
+            seen.setdefault(lab, hnd)
+        ax.legend(list(seen.values()), list(seen.keys()), fontsize=8, loc="lower right")
+        ax.set_title(f"{self.name}: {self.title}", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return True
+
+
+class PlacedRateScenario(PlacedScenario, RateScenario):
+    """A rate (messages per second) in each placement."""
+
+
+_PLACEMENT_NOTE = (
+    "Placement: on a small VM, what a message costs depends above all on where the two "
+    "processes run: waking a process that sleeps on the same CPU costs a context switch, "
+    "waking one on another CPU a cross-CPU wake-up, several times dearer here. Left to the "
+    "scheduler, a run gets one or the other (bimodal results), so every implementation is "
+    "measured in both, pinned: \"one CPU\" pins parent and child to the first CPU; \"two "
+    "CPUs\" pins the parent to the first and the child to the second (C: the child calls "
+    "sched_setaffinity; Python: the parent calls os.sched_setaffinity(child pid) right after "
+    "starting it; Node: the child is started through `taskset -c` via fork()'s execPath). "
+    "The runner pins the measuring process with all its threads.")
 
 
 _COLORS = {"c": "#777777", "peer": "#5b8fc7", "ours": "#e8862a"}
@@ -571,4 +784,224 @@ CAPTURE = CaptureScenario(
 )
 
 
-SCENARIOS = [SPAWN_SEQ, SPAWN_BIGPARENT, CONCURRENT200, CAPTURE]
+# ---------------------------------------------------------- 5. concurrent200_asyncio
+
+CONCURRENT200_ASYNCIO = Scenario(
+    name="concurrent200_asyncio",
+    title="200 concurrent `/bin/true` with stdout piped, from a running asyncio loop",
+    measure="time per batch of 200 (all started, then all awaited)",
+    axis="time per batch of 200",
+    rows=[
+        Row("c", "C posix_spawn ×200 + read to EOF + waitpid", "c"),
+        Row("asyncio_default", "asyncio create_subprocess_exec ×200 + communicate() "
+            "(default watcher)", "peer", "asyncio (default watcher)"),
+        Row("asyncio_pidfd", "asyncio create_subprocess_exec ×200 + communicate() "
+            "(PidfdChildWatcher)", "peer", "asyncio (PidfdChildWatcher)"),
+        Row("node", "Node spawn ×200, count 'close'", "peer"),
+        Row("ours_asyncio", "child_process.spawn ×200 in a coroutine + "
+            "await asyncio.gather(*children)", "ours", "child_process (await)"),
+    ],
+    jobs=[
+        CJob("C ×200", "c", "concurrent.c", _conc, _c_conc),
+        PyJob("asyncio default ×200", "concurrent", ["asyncio_default"], _conc),
+        PyJob("asyncio pidfd ×200", "concurrent", ["asyncio_pidfd"], _conc),
+        NodeJob("node ×200", "node", "concurrent.js", _conc, _c_conc),
+        PyJob("child_process ×200 asyncio", "concurrent", ["ours_asyncio"], _conc),
+    ],
+    reference="c",
+    quick={"rounds": 5, "n": 2, "warmup": 1, "budget": 1.0, "k": 200},
+    full={"rounds": 11, "n": 5, "warmup": 1, "budget": 3.0, "k": 200},
+    compare=[("ours_asyncio", "asyncio_default", "speedup", "×1.5 faster"),
+             ("ours_asyncio", "asyncio_pidfd", "speedup", "×1.5 faster")],
+    notes=["The Python rows run each batch with `loop.run_until_complete()` on one asyncio "
+           "loop kept for the whole process; for ours, the running asyncio loop drives "
+           "child_process's own loop (no `run()`, no `wait()`). The C and Node rows are those "
+           "of `concurrent200`.",
+           "stdin and stderr of every child are /dev/null; each implementation checks that "
+           "all 200 exited with status 0."],
+)
+
+
+# ------------------------------------------------------------------- 6. ipc_pingpong
+
+def _ipc(cfg, probe):
+    return _params(probe, cfg)
+
+
+def _c_ipc(p):
+    return [p["n"], p["warmup"], p["budget"], p.get("child_cpu", -1)]
+
+
+def _node_ipc(serialization):
+    return lambda p: [p["n"], p["warmup"], p["budget"], serialization, p.get("child_cpu", -1)]
+
+
+def _ipc_jobs(c_source, node_script, group):
+    """The jobs of an IPC scenario: every implementation once per placement."""
+    jobs = []
+    for pl in PLACEMENTS:
+        k = "/" + pl.suffix
+        jobs += [
+            CJob(f"C ({pl.label})", "c" + k, c_source, _ipc, _c_ipc, placement=pl),
+            PyJob(f"multiprocessing.Pipe ({pl.label})", group, ["mp_pipe" + k], _ipc,
+                  placement=pl),
+            NodeJob(f"node json ({pl.label})", "node_json" + k, node_script, _ipc,
+                    _node_ipc("json"), placement=pl),
+            NodeJob(f"node advanced ({pl.label})", "node_advanced" + k, node_script, _ipc,
+                    _node_ipc("advanced"), placement=pl),
+        ] + [PyJob(f"child_process {mode} ({pl.label})", group, [f"ours_{mode}" + k], _ipc,
+                   placement=pl) for mode in ("json", "pickle", "advanced")]
+    return jobs
+
+
+IPC_PINGPONG = PlacedScenario(
+    name="ipc_pingpong",
+    title='IPC round trip of `{"i": n, "s": "hello"}` with a forked child',
+    measure="time per round trip (one message in flight)",
+    axis="time per round trip",
+    rows=[
+        Row("c", "C socketpair + fork, child echoes the JSON line (one write + one read "
+            "per direction)", "c"),
+        Row("mp_pipe", "multiprocessing.Pipe, Process echoing recv() → send()", "peer",
+            "multiprocessing.Pipe"),
+        Row("node_json", "Node fork, child echoes process.send(m) (json)", "peer",
+            "Node json"),
+        Row("node_advanced", "Node fork, child echoes process.send(m) (advanced)", "peer",
+            "Node advanced"),
+        Row("ours_json", "child_process.fork, child: parent.on('message', parent.send) (json)",
+            "ours", "child_process json"),
+        Row("ours_pickle", "child_process.fork, same child (pickle)", "ours",
+            "child_process pickle"),
+        Row("ours_advanced", "child_process.fork, same child (advanced)", "ours",
+            "child_process advanced"),
+    ],
+    jobs=_ipc_jobs("ipc_pingpong.c", "ipc_pingpong.js", "ipc_pingpong"),
+    reference="c",
+    quick={"rounds": 3, "n": 2000, "warmup": 3000, "budget": 0.2},
+    full={"rounds": 7, "n": 20000, "warmup": 10000, "budget": 1.0},
+    targets=[("ours_json", "<=", 34e-6), ("ours_advanced", "<=", 40e-6)],
+    compare=[("ours_json", "mp_pipe", "speedup", None),
+             ("ours_json", "node_json", "speedup", None),
+             ("ours_pickle", "mp_pipe", "speedup", None),
+             ("ours_advanced", "node_advanced", "speedup", None)],
+    notes=["Timed: from the echo of the last warm-up message to the echo of the last timed "
+           "one; the fork, the child's start-up and its exit are not timed. The parent sends "
+           "the next message when the echo of the previous one arrives (from its 'message' "
+           "listener in Node and ours) and checks every echo's counter and string.",
+           "Node's JIT needs about 10,000 round trips to reach its steady state (one CPU: "
+           "~44 µs after 200, ~23 µs after 3,000, ~19 µs after 10,000): the full run warms up "
+           "with 10,000, --quick with 3,000, which leaves the Node rows about ×1.2 slower "
+           "than their steady state.",
+           _PLACEMENT_NOTE,
+           "The child's stdout is /dev/null in the Python rows (the worker's stdout carries "
+           "its result); Node's child inherits it and writes nothing."],
+)
+
+
+# --------------------------------------------------------------------- 7. ipc_stream
+
+IPC_STREAM = PlacedRateScenario(
+    name="ipc_stream",
+    title='IPC one-way stream of `{"i": n, "s": "hello"}`, child → parent',
+    measure="messages per second received by the parent",
+    axis="messages received per second",
+    rows=[
+        Row("c", "C socketpair + fork, one write(2) per JSON line, reader splitting lines",
+            "c"),
+        Row("mp_pipe", "multiprocessing.Pipe, Process calling send() in a loop", "peer",
+            "multiprocessing.Pipe"),
+        Row("node_json", "Node fork, child calls process.send() in a loop (json)", "peer",
+            "Node json"),
+        Row("node_advanced", "Node fork, child calls process.send() in a loop (advanced)",
+            "peer", "Node advanced"),
+        Row("ours_json", "child_process.fork, child calls parent.send() in a loop (json)",
+            "ours", "child_process json"),
+        Row("ours_pickle", "child_process.fork, same child (pickle)", "ours",
+            "child_process pickle"),
+        Row("ours_advanced", "child_process.fork, same child (advanced)", "ours",
+            "child_process advanced"),
+    ],
+    jobs=_ipc_jobs("ipc_stream.c", "ipc_stream.js", "ipc_stream"),
+    reference="c",
+    quick={"rounds": 3, "n": 50000, "warmup": 1000, "budget": 1.0},
+    full={"rounds": 7, "n": 200000, "warmup": 5000, "budget": 3.0},
+    targets=[("ours_json", ">=", 1e6), ("ours_advanced", ">=", 5e5)],
+    compare=[("ours_json", "node_json", "speedup", None),
+             ("ours_json", "mp_pipe", "speedup", None),
+             ("ours_pickle", "mp_pipe", "speedup", None),
+             ("ours_advanced", "node_advanced", "speedup", None)],
+    notes=["Timed at the parent, the same for every row: from the arrival of the last warm-up "
+           "message to the arrival of the last message; the rate is the number of timed "
+           "messages over that time. The child's start-up and exit are not timed; its sending "
+           "loop is, where it overlaps the parent's receiving (a child faster than its parent "
+           "just fills the socket buffer). Every row checks each message's counter and "
+           "string.",
+           _PLACEMENT_NOTE + " On one CPU, sender and receiver take turns: the rate is set "
+           "by their summed cost per message; on two they overlap.",
+           "How the child ends: ours calls `parent.disconnect()` after its loop (ours writes "
+           "what is queued first); Node's child does not (Node's disconnect() would drop "
+           "queued writes): it exits once they are written; the multiprocessing child "
+           "closes its end."],
+)
+
+
+# ------------------------------------------------------------------- 8. fork_startup
+
+FORK_STARTUP = Scenario(
+    name="fork_startup",
+    title="fork() a Python child until it answers one message",
+    measure="time from starting the child to its answer",
+    axis="time to the child's answer",
+    rows=[
+        Row("c", "C fork + exec of a tiny C child writing one line to the socket", "c"),
+        Row("python_pass", "`python -c pass`: os.posix_spawn + waitpid (the floor; "
+            "answer = exit)", "peer", "`python -c pass`"),
+        Row("python_import", "`python -c 'import child_process'`: os.posix_spawn + waitpid",
+            "peer", "`python -c 'import child_process'`"),
+        Row("bare_pass", "`python -S -c pass` (no site, no .pth files)", "peer",
+            "`python -S -c pass`"),
+        Row("bare_import", "`python -S -c 'import child_process'` (child_process's directory "
+            "put on sys.path)", "peer", "`python -S -c 'import child_process'`"),
+        Row("mp_spawn", "multiprocessing 'spawn' Process sending one message on a Pipe",
+            "peer", "multiprocessing spawn"),
+        Row("node", "Node fork of a Node child, process.send('ready')", "peer"),
+        Row("ours", "child_process.fork(script), child: child_process.parent.send('ready')",
+            "ours", "child_process.fork"),
+    ],
+    jobs=[
+        CJob("C fork + exec", "c", "fork_startup.c", _ipc, _c_ipc),
+        PyJob("python -c pass", "fork_startup", ["python_pass"], _ipc),
+        PyJob("python -c import", "fork_startup", ["python_import"], _ipc),
+        PyJob("python -S -c pass", "fork_startup", ["bare_pass"], _ipc),
+        PyJob("python -S -c import", "fork_startup", ["bare_import"], _ipc),
+        PyJob("multiprocessing spawn", "fork_startup", ["mp_spawn"], _ipc),
+        NodeJob("node fork", "node", "fork_startup.js", _ipc, _c_ipc),
+        PyJob("child_process.fork", "fork_startup", ["ours"], _ipc),
+    ],
+    reference="c",
+    quick={"rounds": 3, "n": 5, "warmup": 1, "budget": 0.5},
+    full={"rounds": 7, "n": 20, "warmup": 2, "budget": 2.0},
+    compare=[("ours", "python_pass", "difference", "≤ +5 ms"),
+             ("python_import", "python_pass", "difference", None),
+             ("bare_import", "bare_pass", "difference", None),
+             ("ours", "mp_spawn", "speedup", None)],
+    notes=["Timed: from the call starting the child (fork(), Process() + start(), "
+           "posix_spawn) to the parent holding the child's first message, or, for the "
+           "`python -c` rows, which have no channel, to its exit status. Not timed: reaping "
+           "the child after its message.",
+           "Every Python child is the worker's interpreter (`sys.executable`) with its "
+           "environment and site-packages, so every row pays the same site start-up, and with "
+           "bytecode cached (in a directory of the run, whatever PYTHONDONTWRITEBYTECODE says): "
+           "the import of `child_process` is timed as an installed package costs, not with its "
+           "modules compiled anew in every child. The multiprocessing child re-imports the "
+           "worker module, as 'spawn' does with any `__main__`; at its top level that imports "
+           "only json, os, signal, sys and time.",
+           "The two `python -S` rows show the import of `child_process` in a bare "
+           "interpreter: where site-packages' .pth files already import modules it needs "
+           "(typing, re, enum, ... — a .pth importing certifi does so here), the other rows "
+           "get those for free."],
+)
+
+
+SCENARIOS = [SPAWN_SEQ, SPAWN_BIGPARENT, CONCURRENT200, CAPTURE, CONCURRENT200_ASYNCIO,
+             IPC_PINGPONG, IPC_STREAM, FORK_STARTUP]

@@ -1,18 +1,24 @@
 """Python side of the benchmark suite: one worker process measures one or more implementations.
 
-The runner (``run.py``) starts this file as a fresh ``python`` process for every measurement
-and passes one JSON argument::
+The runner (``run.py``) starts this file as a fresh ``python -m _worker`` process (from this
+directory, with bytecode cached: see ``_harness.PyJob``) for every measurement and passes one
+JSON argument::
 
     {"group": "spawn", "impls": ["popen", ...], "n": 1000, "warmup": 10,
      "budget": 3.0, "hold": 0, "k": 200}
 
 * ``group`` picks the family of operations (``spawn``: one spawn + wait of ``/bin/true``;
-  ``concurrent``: one batch of ``k`` children started at once, then all waited for;
+  ``concurrent``: one batch of ``k`` children started at once, then all waited for (the
+  ``asyncio_*`` and ``ours_asyncio`` ones from inside a running asyncio loop);
   ``capture``: run the child ``child`` (an argv list) and capture all its stdout, which must
-  be exactly ``nbytes`` bytes).
+  be exactly ``nbytes`` bytes; ``ipc_pingpong``: one round trip of ``{"i": n, "s": "hello"}``
+  to a forked echoing child; ``ipc_stream``: one message of a child's one-way stream;
+  ``fork_startup``: start a Python child until it answers).
 * ``impls`` are measured one after the other, in the order given (the runner rotates it).
 * each implementation runs ``warmup`` untimed operations, then timed ones until ``n`` are done
   or ``budget`` seconds have passed (at least one), and reports the mean time of one operation.
+  The event-driven implementations (IPC, start-up) are *timed* ones: they run that loop
+  themselves and time only its part that the scenario measures (``impl(..., timed=True)``).
 * ``hold`` > 0 first allocates that many bytes and writes to every page, so the worker is a
   "big parent" whose page tables a ``fork()`` has to copy.
 
@@ -29,18 +35,21 @@ lacks, an error while running) is listed under ``skipped`` with the reason; the 
 only fails on a bad request.
 """
 
-import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-import traceback
-import warnings
+
+# asyncio, subprocess, warnings and traceback are imported by main(), not here: a
+# multiprocessing 'spawn' child re-runs this module's top level (as __mp_main__) before it
+# runs its target, and fork_startup must time multiprocessing, not this file's imports.
+asyncio = subprocess = warnings = traceback = None
 
 TRUE = "/bin/true"
 PAGE = os.sysconf("SC_PAGESIZE")
+HERE = os.path.dirname(os.path.abspath(__file__))
+PY_CHILDREN = os.path.join(HERE, "python")   # the scripts our fork() runs
 
 
 class Unavailable(Exception):
@@ -50,11 +59,16 @@ class Unavailable(Exception):
 IMPLS = {}
 
 
-def impl(group, name):
-    """Register ``factory(spec) -> op``: ``op()`` performs one operation, raising on failure."""
+def impl(group, name, timed=False):
+    """Register ``factory(spec) -> op``: ``op()`` performs one operation, raising on failure.
+
+    With ``timed=True`` the factory returns ``timed(n, warmup, budget) -> (ops, seconds)``
+    instead, which does the warm-up and the timed operations itself and returns how many it
+    timed and the seconds they took (for event-driven loops, and to leave set-up and clean-up
+    out of the timing)."""
 
     def register(factory):
-        IMPLS[(group, name)] = factory
+        IMPLS[(group, name)] = (factory, timed)
         return factory
 
     return register
@@ -287,6 +301,30 @@ def _conc_ours_wait(spec):
     return _ours_batch(spec, finish)
 
 
+@impl("concurrent", "ours_asyncio")
+def _conc_ours_asyncio(spec):
+    """spawn() ×k from a coroutine on a running asyncio loop, then ``await gather(*children)``:
+    asyncio drives our loop (no run(), no wait())."""
+    spawn = _ours_attr("spawn")
+    k = spec["k"]
+    stdio = ["ignore", "pipe", "ignore"]
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    async def batch():
+        children = [spawn(TRUE, stdio=stdio) for _ in range(k)]
+        results = await asyncio.gather(*children)
+        if len(results) != k:
+            raise RuntimeError(f"gather gave {len(results)} results for {k} children")
+        for code, sig in results:
+            _check_exit(code, sig)
+
+    def op():
+        loop.run_until_complete(batch())
+
+    return op
+
+
 # ------------------------------------------------------------------------------- capture
 #
 # Each op runs spec["child"] (the writer, or `head -c N /dev/zero`), captures its whole stdout
@@ -413,6 +451,363 @@ def _capture_ours_exec_file(spec):
     return op
 
 
+# --------------------------------------------------------------------- IPC: ping-pong, stream
+#
+# Every implementation exchanges {"i": n, "s": "hello"} and checks each message it receives
+# (its counter and its string), so a lost, duplicated or garbled message fails the row.
+#
+# ipc_pingpong: one message in flight; the next is sent when the echo of the previous one has
+# arrived.  Timed: from the echo of the last warm-up message to the echo of the last timed
+# one -- the fork, the child's start-up and its exit are never timed.
+#
+# ipc_stream: the child sends warmup + n messages in a loop, the parent receives them.  Timed
+# at the parent: from the arrival of message number `warmup` (the last warm-up one) to the
+# arrival of the last one; the value is that time over n.  The child's start-up and exit are
+# not timed; its sending loop is, as far as it overlaps the parent's receiving.
+
+HELLO = "hello"
+
+
+def _ipc_stdio():
+    # The worker's stdout carries its JSON result: the child gets /dev/null there and the
+    # worker's stderr (where a traceback would go).
+    return ["ignore", "ignore", "inherit", "ipc"]
+
+
+def _place(pid, spec):
+    """Move a just-started child to the CPU its placement gives it (``child_cpu``; -1 leaves
+    it on this process's, where the runner pinned this worker).  The Python children have a
+    single thread, so pinning the pid pins them entirely."""
+    cpu = int(spec.get("child_cpu", -1))
+    if cpu >= 0:
+        os.sched_setaffinity(pid, {cpu})
+
+
+def _ours_fork(spec, script, args, serialization):
+    fork = _ours_attr("fork")
+    path = os.path.join(PY_CHILDREN, script)
+    try:
+        child = fork(path, args, serialization=serialization, stdio=_ipc_stdio())
+    except Exception as exc:
+        if serialization == "json":
+            raise
+        raise Unavailable(f"fork(serialization={serialization!r}) raised "
+                          f"{type(exc).__name__}: {exc}")
+    _place(child.pid, spec)
+    return child
+
+
+def _ours_finish(child, error, what):
+    code, sig = child.wait()
+    if error:
+        raise RuntimeError(error[0])
+    if code != 0 or sig is not None:
+        raise RuntimeError(f"the {what} child ended with exit code {code!r}, signal {sig!r}")
+
+
+def _ours_pingpong(serialization):
+    def factory(spec):
+        _ours()
+
+        def timed(n, warmup, budget):
+            warmup = max(1, warmup)
+            child = _ours_fork(spec, "ipc_echo.py", [], serialization)
+            clock = time.perf_counter
+            sent = done = 0
+            t0 = seconds = None
+            error = []
+
+            def on_message(message):
+                nonlocal sent, done, t0, seconds
+                if message["i"] != sent - 1 or message["s"] != HELLO:
+                    error.append(f"reply {sent - 1} is {message!r}")
+                    child.disconnect()
+                    return
+                if sent == warmup:
+                    t0 = clock()
+                elif sent > warmup:
+                    done += 1
+                    t = clock()
+                    if done >= n or t - t0 >= budget:
+                        seconds = t - t0
+                        child.disconnect()  # the child's channel closes and it exits
+                        return
+                child.send({"i": sent, "s": HELLO})
+                sent += 1
+
+            child.on("message", on_message)
+            child.send({"i": 0, "s": HELLO})
+            sent = 1
+            _ours_finish(child, error, "echoing")
+            if seconds is None:
+                raise RuntimeError(f"the channel closed after {done} timed round trips")
+            return done, seconds
+
+        return timed
+
+    return factory
+
+
+impl("ipc_pingpong", "ours_json", timed=True)(_ours_pingpong("json"))
+impl("ipc_pingpong", "ours_pickle", timed=True)(_ours_pingpong("pickle"))
+impl("ipc_pingpong", "ours_advanced", timed=True)(_ours_pingpong("advanced"))
+
+
+def _mp_echo(conn):
+    while True:
+        message = conn.recv()
+        if message is None:
+            break
+        conn.send(message)
+    conn.close()
+
+
+def _mp_context(method=None):
+    import multiprocessing
+    try:
+        ctx = multiprocessing.get_context(method)
+    except ValueError as exc:
+        raise Unavailable(f"no multiprocessing start method {method!r}: {exc}")
+    return ctx
+
+
+@impl("ipc_pingpong", "mp_pipe", timed=True)
+def _pingpong_mp(spec):
+    ctx = _mp_context()
+    INFO["multiprocessing start method (ipc_pingpong, ipc_stream)"] = ctx.get_start_method()
+
+    def timed(n, warmup, budget):
+        here, there = ctx.Pipe()
+        proc = ctx.Process(target=_mp_echo, args=(there,))
+        proc.start()
+        _place(proc.pid, spec)
+        there.close()
+        send, recv = here.send, here.recv
+        clock = time.perf_counter
+        i = 0
+        for i in range(max(1, warmup)):
+            send({"i": i, "s": HELLO})
+            reply = recv()
+            if reply["i"] != i or reply["s"] != HELLO:
+                raise RuntimeError(f"reply {i} is {reply!r}")
+        t0 = t = clock()
+        done = 0
+        while done < n and (done == 0 or t - t0 < budget):
+            i += 1
+            send({"i": i, "s": HELLO})
+            reply = recv()
+            if reply["i"] != i or reply["s"] != HELLO:
+                raise RuntimeError(f"reply {i} is {reply!r}")
+            done += 1
+            t = clock()
+        send(None)
+        proc.join()
+        here.close()
+        _check_status(proc.exitcode, "multiprocessing echo child")
+        return done, t - t0
+
+    return timed
+
+
+def _ours_stream(serialization):
+    def factory(spec):
+        _ours()
+
+        def timed(n, warmup, budget):
+            warmup = max(1, warmup)
+            total = warmup + n
+            child = _ours_fork(spec, "ipc_stream.py", [str(total)], serialization)
+            clock = time.perf_counter
+            count = 0
+            t0 = t1 = None
+            error = []
+
+            def on_message(message):
+                nonlocal count, t0, t1
+                if message["i"] != count or message["s"] != HELLO:
+                    if not error:
+                        error.append(f"message {count} is {message!r}")
+                        child.kill()
+                    return
+                count += 1
+                if count == warmup:
+                    t0 = clock()
+                elif count == total:
+                    t1 = clock()
+
+            child.on("message", on_message)
+            _ours_finish(child, error, "sending")
+            if count != total:
+                raise RuntimeError(f"received {count} of {total} messages")
+            return n, t1 - t0
+
+        return timed
+
+    return factory
+
+
+impl("ipc_stream", "ours_json", timed=True)(_ours_stream("json"))
+impl("ipc_stream", "ours_pickle", timed=True)(_ours_stream("pickle"))
+impl("ipc_stream", "ours_advanced", timed=True)(_ours_stream("advanced"))
+
+
+def _mp_stream_child(conn, total):
+    send = conn.send
+    for i in range(total):
+        send({"i": i, "s": HELLO})
+    conn.close()
+
+
+@impl("ipc_stream", "mp_pipe", timed=True)
+def _stream_mp(spec):
+    ctx = _mp_context()
+    INFO["multiprocessing start method (ipc_pingpong, ipc_stream)"] = ctx.get_start_method()
+
+    def timed(n, warmup, budget):
+        warmup = max(1, warmup)
+        total = warmup + n
+        here, there = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_mp_stream_child, args=(there, total))
+        proc.start()
+        _place(proc.pid, spec)
+        there.close()
+        recv = here.recv
+        clock = time.perf_counter
+        t0 = None
+        for count in range(total):
+            message = recv()
+            if message["i"] != count or message["s"] != HELLO:
+                raise RuntimeError(f"message {count} is {message!r}")
+            if count + 1 == warmup:
+                t0 = clock()
+        t1 = clock()
+        proc.join()
+        here.close()
+        _check_status(proc.exitcode, "multiprocessing sending child")
+        return n, t1 - t0
+
+    return timed
+
+
+# -------------------------------------------------------------------------- fork_startup
+#
+# Timed: from the call that starts the child to the parent holding the child's first message
+# (the rows with an IPC channel) or to the child's exit status (`python -c ...`: no channel,
+# so the answer is the exit).  Not timed: the reaping and closing that follow a message.
+
+def _timed_each(one):
+    """timed() for an ``one() -> seconds`` that times only part of itself."""
+
+    def timed(n, warmup, budget):
+        for _ in range(warmup):
+            one()
+        total = 0.0
+        done = 0
+        while done < n and (done == 0 or total < budget):
+            total += one()
+            done += 1
+        return done, total
+
+    return timed
+
+
+def _package_path():
+    """The sys.path entry holding child_process (found without importing it)."""
+    import importlib.util
+    try:
+        found = importlib.util.find_spec("child_process")
+    except (ImportError, ValueError) as exc:
+        raise Unavailable(f"child_process not found: {exc}")
+    if found is None or not found.origin:
+        raise Unavailable("child_process not found")
+    return os.path.dirname(os.path.dirname(found.origin))
+
+
+def _python_c(code, bare=False):
+    def factory(spec):
+        exe, env = sys.executable, dict(os.environ)
+        argv = [exe, "-c", code]
+        if bare:  # no site: no site-packages, no .pth files; child_process's directory only
+            argv = [exe, "-S", "-c", code.replace("import child_process",
+                                                  f"import sys; sys.path.insert(0, "
+                                                  f"{_package_path()!r}); import child_process")]
+        clock = time.perf_counter
+
+        def one():
+            t0 = clock()
+            pid = os.posix_spawn(exe, argv, env)
+            _, status = os.waitpid(pid, 0)
+            t1 = clock()
+            _check_status(status, f"python -c {code!r}")
+            return t1 - t0
+
+        return _timed_each(one)
+
+    return factory
+
+
+impl("fork_startup", "python_pass", timed=True)(_python_c("pass"))
+impl("fork_startup", "python_import", timed=True)(_python_c("import child_process"))
+impl("fork_startup", "bare_pass", timed=True)(_python_c("pass", bare=True))
+impl("fork_startup", "bare_import", timed=True)(_python_c("import child_process", bare=True))
+
+
+def _mp_ready(conn):
+    conn.send("ready")
+    conn.close()
+
+
+@impl("fork_startup", "mp_spawn", timed=True)
+def _startup_mp_spawn(spec):
+    ctx = _mp_context("spawn")
+    clock = time.perf_counter
+
+    def one():
+        t0 = clock()
+        here, there = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_mp_ready, args=(there,))
+        proc.start()
+        there.close()
+        message = here.recv()
+        t1 = clock()
+        proc.join()
+        here.close()
+        if message != "ready":
+            raise RuntimeError(f"unexpected message {message!r}")
+        _check_status(proc.exitcode, "multiprocessing spawn child")
+        return t1 - t0
+
+    return _timed_each(one)
+
+
+@impl("fork_startup", "ours", timed=True)
+def _startup_ours(spec):
+    fork = _ours_attr("fork")
+    script = os.path.join(PY_CHILDREN, "fork_ready.py")
+    clock = time.perf_counter
+
+    def one():
+        got = []
+
+        def on_message(message):
+            got.append((clock(), message))
+
+        t0 = clock()
+        child = fork(script)
+        child.on("message", on_message)
+        code, sig = child.wait()  # the child exits by itself once its message is written
+        if not got:
+            raise RuntimeError(f"no message (exit code {code!r}, signal {sig!r})")
+        t1, message = got[0]
+        if message != "ready":
+            raise RuntimeError(f"unexpected message {message!r}")
+        if code != 0 or sig is not None:
+            raise RuntimeError(f"the child ended with exit code {code!r}, signal {sig!r}")
+        return t1 - t0
+
+    return _timed_each(one)
+
+
 # ------------------------------------------------------------------------------- driver
 
 INFO = {}
@@ -463,7 +858,16 @@ def measure(op, n, warmup, budget):
     return done, t - t0
 
 
+def _import_peers():
+    global asyncio, subprocess, warnings, traceback
+    import asyncio
+    import subprocess
+    import traceback
+    import warnings
+
+
 def main(argv):
+    _import_peers()
     spec = json.loads(argv[1])
     group = spec["group"]
     n = int(spec.get("n", 100))
@@ -478,14 +882,20 @@ def main(argv):
     out = {"results": {}, "skipped": {}, "info": INFO, "rss": rss()}
 
     for name in spec["impls"]:
-        factory = IMPLS.get((group, name))
-        if factory is None:
+        entry = IMPLS.get((group, name))
+        if entry is None:
             raise SystemExit(f"unknown implementation {group}/{name}")
+        factory, timed = entry
         try:
             signal.setitimer(signal.ITIMER_REAL, limit)
             try:
                 op = factory(spec)
-                done, seconds = measure(op, n, warmup, budget)
+                if timed:
+                    done, seconds = op(n, warmup, budget)
+                else:
+                    done, seconds = measure(op, n, warmup, budget)
+                if done <= 0 or not seconds > 0:
+                    raise RuntimeError(f"timed {done} operations in {seconds!r} s")
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
         except Unavailable as exc:

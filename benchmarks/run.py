@@ -20,6 +20,16 @@ How it measures
   same way.  The one exception is ``spawn_bigparent``: its Python worker first has to fill
   gigabytes of memory, so one worker per round holds the memory and measures every Python
   implementation in turn (their order rotating from round to round).
+* **What is timed.**  Only the operation itself: the IPC scenarios time the steady-state
+  messages (never the fork, the child's start-up or its exit), ``fork_startup`` times from
+  the start call to the child's first message, each scenario's notes say exactly what.
+* **Python workers** run as ``python -m _worker`` with bytecode cached in a directory of the
+  run, even where ``PYTHONDONTWRITEBYTECODE`` is set, so a Python child importing
+  ``child_process`` costs what an installed package costs (see ``_harness.Toolchain``).
+* **Placement.**  In ``ipc_pingpong`` and ``ipc_stream`` every implementation is measured
+  twice, parent and child pinned to one CPU and to two CPUs: on a small VM a message's cost
+  depends above all on that, and left to the scheduler a run would get either (see
+  ``_harness.Placement``).
 * **Round-robin.**  Round 1 runs every implementation once, then round 2 runs them all again,
   and so on; the order rotates each round.  Drift of the shared machine (other tenants, CPU
   frequency) thus hits all implementations alike, and the spread (min / max over the rounds)
@@ -39,9 +49,9 @@ Output: a progress line on stderr, a Markdown table per scenario on stdout, all 
 results file (``--out``, default ``benchmarks/results.md``), and, when matplotlib imports, a
 PNG bar chart per scenario beside the results file (``benchmarks/<scenario>.png``).
 
-``--quick`` (smaller counts, 2 GiB instead of 8 GiB for the big parent, 64 MiB instead of
-256 MiB captured) runs the whole suite in under 2 minutes on a 2-core VM; the full run takes
-about 7 minutes.
+``--quick`` (smaller counts and fewer rounds, 2 GiB instead of 8 GiB for the big parent,
+64 MiB instead of 256 MiB captured) runs the whole suite in about 2¼ minutes on a 2-core VM
+(under 3); the full run takes about 12 minutes.
 """
 
 import argparse
@@ -117,7 +127,8 @@ def run_scenario(scenario, tools, quick, rounds, progress):
         for key in job.keys:
             progress(f"{scenario.name}: checking {job.name}")
             try:
-                data = run_json(job.command(tools, [key], cfg, probe=True), PROBE_TIMEOUT)
+                data = run_json(job.command(tools, [key], cfg, probe=True), PROBE_TIMEOUT,
+                                **job.options(tools))
                 ok, skipped, _ = job.parse(data, [key])
             except JobFailed as exc:
                 result.skip(key, f"failed: {exc}")
@@ -141,7 +152,7 @@ def run_scenario(scenario, tools, quick, rounds, progress):
             progress(f"{scenario.name}: round {r + 1}/{rounds} · {job.name}")
             try:
                 data = run_json(job.command(tools, these, cfg, probe=False),
-                                job.timeout(cfg, these))
+                                job.timeout(cfg, these), **job.options(tools))
                 ok, skipped, info = job.parse(data, these)
             except JobFailed as exc:
                 ok, skipped, info = {}, {k: f"failed: {exc}" for k in these}, {}
@@ -232,7 +243,7 @@ def parse_args(argv):
         epilog="scenarios: " + ", ".join(names))
     ap.add_argument("--quick", action="store_true",
                     help="smaller counts, a 2 GiB big parent, 64 MiB captured "
-                         "(whole suite < 2 minutes)")
+                         "(whole suite < 3 minutes)")
     ap.add_argument("--only", metavar="NAME",
                     help="run only these scenarios (comma-separated)")
     ap.add_argument("--rounds", type=int, metavar="N",
@@ -258,7 +269,7 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.list:
         for s in SCENARIOS:
-            print(f"{s.name:18} {s.title}")
+            print(f"{s.name:22} {s.title}")
         return 0
 
     progress = Progress()
