@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
+    from typing import Any, Optional
 
 from ._loop import Loop, get_loop
 

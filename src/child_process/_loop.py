@@ -14,7 +14,9 @@ import errno
 import os
 import sys
 import threading
-from typing import Callable, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
+    from typing import Callable, Optional
 
 from . import _spawn
 from ._loop_core import IOWatcher, Loop, Ref, Timer  # noqa: F401  (re-exported for the package)

@@ -6,8 +6,9 @@ The result is a plain ``SpawnSpec``: the layers below never validate again.
 from __future__ import annotations
 
 import os
-import signal as _signal
-from typing import Any, List, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
+    from typing import Any, List, Optional
 
 from ._errors import (NodeTypeError, NodeValueError, invalid_arg_type, invalid_arg_value,
                       out_of_range)
@@ -100,21 +101,22 @@ def check_timeout(value: Any, name: str = "timeout") -> float:
 
 
 _SIGNAL_NUMBERS: dict = {}
-_NSIG = getattr(_signal, "NSIG", 65)
+_NSIG = [65]
 
 
 def _signal_numbers() -> dict:
-    """Name -> number, built on first use (a forked child should start fast)."""
+    """Name -> number, built on first use (``signal`` pulls in ``enum``: a forked child should
+    start fast)."""
     if not _SIGNAL_NUMBERS:
-        _SIGNAL_NUMBERS.update((s.name, int(s)) for s in _signal.Signals)
+        import signal
+        _SIGNAL_NUMBERS.update((s.name, int(s)) for s in signal.Signals)
+        _NSIG[0] = getattr(signal, "NSIG", 65)
     return _SIGNAL_NUMBERS
 
 
 def check_signal(value: Any, name: str = "signal", *, allow_zero: bool = False) -> int:
     """A signal name (any case) or number -> its number; unknown -> ERR_UNKNOWN_SIGNAL."""
     if isinstance(value, str):
-        if value == "SIGTERM":
-            return int(_signal.SIGTERM)
         number = _signal_numbers().get(value.upper())
         if number is None or number == 0 and not allow_zero:
             raise NodeTypeError("ERR_UNKNOWN_SIGNAL", f"Unknown signal: {value}")
@@ -122,7 +124,8 @@ def check_signal(value: Any, name: str = "signal", *, allow_zero: bool = False) 
     if isinstance(value, int) and not isinstance(value, bool):
         if value == 0 and allow_zero:
             return 0
-        if 0 < value < _NSIG:
+        _signal_numbers()
+        if 0 < value < _NSIG[0]:
             return int(value)
         raise NodeTypeError("ERR_UNKNOWN_SIGNAL", f"Unknown signal: {value}")
     raise invalid_arg_type(name, "of type string or number", value)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import errno as _errno
 import os
 import sys
-from typing import Any, List, Optional, Sequence
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
+    from typing import Any, List, Optional, Sequence
 
 from . import _spawn, _sync
 from ._errors import ExecError, SpawnError, errno_code
