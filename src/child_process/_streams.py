@@ -377,7 +377,7 @@ class Readable(_FdStream):
 
 
 async def _drive(loop: Loop, future: Any) -> None:
-    """Wait for ``future`` while making sure our loop runs (until asyncio drives it natively)."""
+    """Wait for ``future`` with the running asyncio loop driving ours (see _aio)."""
     from ._aio import drive_until
     await drive_until(loop, future)
 
