@@ -1795,3 +1795,32 @@ p.on("message", on_message)
     child.send("bye")
     assert child.wait(WAIT) == (0, None)
     assert got[-1] == {"leaf_exit": 0}
+
+
+def test_python_child_under_asyncio_run_is_served_by_asyncio(tmp_path, reap):
+    """A child whose main code runs inside asyncio.run() gets its messages there (asyncio
+    drives the channel once a listener is added or send() is called inside it)."""
+    path = script(tmp_path, """
+        import asyncio, child_process
+        async def main():
+            parent = child_process.parent
+            got = asyncio.get_running_loop().create_future()
+            parent.on('message', lambda m: got.done() or got.set_result(m))
+            parent.send('ready')
+            m = await asyncio.wait_for(got, 5)
+            parent.send({'echo': m})
+            parent.disconnect()
+        asyncio.run(main())
+    """)
+    child = fork(path)
+    reap(child)
+    messages = []
+
+    def on_message(m):
+        messages.append(m)
+        if m == "ready":
+            child.send("hi")
+
+    child.on("message", on_message)
+    assert child.wait(WAIT) == (0, None)
+    assert messages == ["ready", {"echo": "hi"}]

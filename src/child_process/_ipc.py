@@ -387,6 +387,14 @@ class Parent(ChannelOwner):
         self._ipc_listener_added(event)
         if event in ("message", "disconnect") and self.channel is not None:
             self.channel._count_listeners(True)
+            _bind_asyncio(self.channel.loop)
+
+    def send(self, message: Any = _MISSING, send_handle: Any = None, *, keep_open: bool = False,
+             callback: Optional[Callable] = None) -> bool:
+        if self.channel is not None:
+            _bind_asyncio(self.channel.loop)   # inside asyncio.run(), asyncio drives the channel
+        return ChannelOwner.send(self, message, send_handle, keep_open=keep_open,
+                                 callback=callback)
 
     def _listener_removed(self, event: Any) -> None:
         if event in ("message", "disconnect") and self.channel is not None:
@@ -400,6 +408,13 @@ class Parent(ChannelOwner):
             self.emit("disconnect")
         finally:
             del channel
+
+
+def _bind_asyncio(loop: Loop) -> None:
+    import sys
+    if "asyncio" in sys.modules:
+        from . import _aio
+        _aio.bind(loop)
 
 
 def open_parent_channel() -> Optional[Parent]:
