@@ -3,8 +3,10 @@ referenced loop handle may outlive it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import time
 
@@ -101,3 +103,41 @@ def pytest_configure(config):
 def python_child(code: str) -> list:
     """argv running ``code`` in a fresh Python (for children with precise behaviour)."""
     return [sys.executable, "-c", code]
+
+
+class Hang(Exception):
+    """A test ran past its time limit (raised from SIGALRM)."""
+
+
+def _on_alarm(signum, frame):
+    raise Hang("test took too long: the loop is probably stuck")
+
+
+@contextlib.contextmanager
+def hang_guard(spawned: list, seconds: float = 30):
+    """Fail a test that hangs; then kill and reap what it left in ``spawned`` (a failing test's
+    children), before the leak check looks."""
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        while spawned:
+            child = spawned.pop()
+            if child.pid is not None and child.exit_code is None and child.signal_code is None:
+                try:
+                    child.kill("SIGKILL")
+                except Exception:
+                    pass
+            try:
+                child.wait(timeout=1)
+            except Exception:
+                for stream in child.stdio:
+                    if stream is not None and not stream.destroyed:
+                        stream.destroy()
+                try:
+                    child.wait(timeout=5)
+                except Exception:
+                    pass

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from conftest import hang_guard
 import child_process
 from child_process import spawn
 from child_process._loop import IOWatcher, Loop, Timer, get_loop
@@ -40,40 +41,10 @@ def wait_closed(child, timeout: float):
     return child.wait(timeout=timeout)
 
 
-class Hang(Exception):
-    pass
-
-
-def _on_alarm(signum, frame):
-    raise Hang("test took too long: the loop is probably stuck")
-
-
 @pytest.fixture(autouse=True)
 def _reap_children():
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, 30)
-    try:
+    with hang_guard(_spawned):
         yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        while _spawned:
-            child = _spawned.pop()
-            if child.pid is not None and child.exit_code is None and child.signal_code is None:
-                try:
-                    child.kill("SIGKILL")
-                except Exception:
-                    pass
-            try:
-                wait_closed(child, 1)
-            except Exception:
-                for stream in child.stdio:
-                    if stream is not None and not stream.destroyed:
-                        stream.destroy()
-                try:
-                    wait_closed(child, 5)
-                except Exception:
-                    pass
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from child_process import Duplex, Readable, Writable, spawn
+from conftest import hang_guard
 from child_process._loop import get_loop
 
 # Create the main thread's loop (and its epoll descriptor) before any leak check records the
@@ -62,42 +63,10 @@ def wait_closed(child, timeout: float):
     return child.wait(timeout=timeout)
 
 
-class Hang(Exception):
-    """A test ran past its time limit (raised from SIGALRM)."""
-
-
-def _on_alarm(signum, frame):
-    raise Hang("test took too long: the loop is probably stuck")
-
-
 @pytest.fixture(autouse=True)
 def _reap_children():
-    """Guard against hangs; kill and reap whatever a (failing) test left running, before the
-    leak check looks."""
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, 30)
-    try:
+    with hang_guard(_spawned):
         yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        while _spawned:
-            child = _spawned.pop()
-            if child.pid is not None and child.exit_code is None and child.signal_code is None:
-                try:
-                    child.kill("SIGKILL")
-                except Exception:
-                    pass
-            try:
-                wait_closed(child, 1)
-            except Exception:
-                for stream in child.stdio:
-                    if stream is not None and not stream.destroyed:
-                        stream.destroy()
-                try:
-                    wait_closed(child, 5)
-                except Exception:
-                    pass
 
 
 def collect(stream) -> list:
