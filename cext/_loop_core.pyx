@@ -19,6 +19,17 @@ from time import monotonic
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
 
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk, timespec *ts)
+    int CLOCK_MONOTONIC
+
 cdef extern from *:
     """
     #if defined(__linux__)
@@ -63,9 +74,26 @@ cdef extern from *:
 READABLE = 1
 WRITABLE = 2
 
+
+cdef inline long long _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec
+
 DEF MAX_EVENTS = 256
 
 _force_poll = os.environ.get("CHILD_PROCESS_POLLER", "") == "poll"
+
+
+def _spin_setting():
+    try:
+        return max(0, int(os.environ.get("CHILD_PROCESS_SPIN_US", "50")))
+    except ValueError:
+        return 50
+
+#: Microseconds a loop keeps looking for the next IPC message (yielding the CPU between looks)
+#: before it sleeps: waking a sleeping process on another CPU costs far more than that here.
+SPIN_US = _spin_setting()
 #: The readiness backend this process uses: 'epoll' or 'poll'.
 BACKEND = "epoll" if CP_HAVE_EPOLL and not _force_poll else "poll"
 
@@ -85,6 +113,8 @@ cdef class Loop:
     cdef bint _closed
     cdef public object waker
     cdef public bint wake_pending
+    cdef public long spin_ns
+    cdef bint _spin_armed
     cdef dict __dict__
     cdef object __weakref__
 
@@ -103,6 +133,8 @@ cdef class Loop:
         self.owner = threading.get_ident()
         self.waker = None
         self.wake_pending = False
+        self.spin_ns = SPIN_US * 1000
+        self._spin_armed = False
 
     def __dealloc__(self):
         if self.epfd >= 0:
@@ -254,8 +286,23 @@ cdef class Loop:
         cdef int n, i
         cdef unsigned int ev
         cdef IOWatcher w
+        cdef bint spin = self._spin_armed and ms != 0 and self.spin_ns > 0
+        cdef long long deadline
+        self._spin_armed = False
         with nogil:
-            n = epoll_wait(self.epfd, events, MAX_EVENTS, ms)
+            if spin:
+                # an IPC message just came: the next is likely close behind. Look for it a
+                # little while (yielding, so a peer on this CPU runs) before going to sleep.
+                deadline = _now_ns() + self.spin_ns
+                while True:
+                    n = epoll_wait(self.epfd, events, MAX_EVENTS, 0)
+                    if n != 0 or _now_ns() >= deadline:
+                        break
+                    sched_yield()
+                if n == 0:
+                    n = epoll_wait(self.epfd, events, MAX_EVENTS, ms)
+            else:
+                n = epoll_wait(self.epfd, events, MAX_EVENTS, ms)
         if n < 0:
             if errno == EINTR:
                 PyErr_CheckSignals()
@@ -266,6 +313,8 @@ cdef class Loop:
             if w is None:
                 continue
             ev = events[i].events
+            if w.spin and ev & EPOLLIN:
+                self._spin_armed = True
             w._dispatch((READABLE if ev & (EPOLLIN | EPOLLHUP | EPOLLERR) else 0)
                         | (WRITABLE if ev & (EPOLLOUT | EPOLLHUP | EPOLLERR) else 0))
         return 0
@@ -374,6 +423,7 @@ cdef class IOWatcher(Handle):
     cdef unsigned int events
     cdef public object on_readable
     cdef public object on_writable
+    cdef public bint spin          # a read here makes the loop look again before sleeping
 
     def __cinit__(self, Loop loop, int fd, on_readable=None, on_writable=None):
         self.loop = loop

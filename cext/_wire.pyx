@@ -8,8 +8,9 @@ as callables so each format stays one small piece of policy in Python.
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from libc.stdlib cimport malloc, free
-from libc.string cimport memchr, memcpy, memset
+from libc.stdlib cimport malloc, free, realloc
+from libc.string cimport memchr, memcpy, memmove, memset
+from collections import deque
 from libc.errno cimport errno, EAGAIN, EINTR
 
 cdef extern from "<errno.h>":
@@ -34,6 +35,7 @@ cdef extern from "<sys/socket.h>" nogil:
         int cmsg_level
         int cmsg_type
     ssize_t sendmsg(int fd, const msghdr *msg, int flags)
+    ssize_t send(int fd, const void *buf, size_t n, int flags)
     ssize_t recvmsg(int fd, msghdr *msg, int flags)
     cmsghdr *CMSG_FIRSTHDR(msghdr *m)
     cmsghdr *CMSG_NXTHDR(msghdr *m, cmsghdr *c)
@@ -117,6 +119,120 @@ def send_frames(int fd, list frames, Py_ssize_t first, int pass_fd=-1):
             PyBuffer_Release(&views[i])
         free(iov)
         free(views)
+
+
+DEF OUTBOX_KEEP = 4 * 1024 * 1024     # an emptied buffer larger than this is given back
+
+
+cdef class Outbox:
+    """A channel's unsent frames, packed end to end in one buffer so that a burst of small
+    messages costs one memcpy each and goes out in a few large writes.
+
+    ``encode(message)`` makes a frame; on TypeError ``fallback`` (if any) gets a second try (the
+    fast JSON encoder refuses what the standard one can still write). A callback given with a
+    frame is handed back by ``flush()`` once the frame's last byte is in the kernel.
+    """
+
+    cdef char *buf
+    cdef Py_ssize_t head, tail, cap
+    cdef long long pushed, written          # bytes ever queued / ever written
+    cdef object marks                       # deque of (end position, callback)
+    cdef public object encode
+    cdef public object fallback
+
+    def __cinit__(self, encode, fallback=None):
+        self.encode = encode
+        self.fallback = fallback
+        self.marks = deque()
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    @property
+    def queued(self):
+        """Bytes not yet written."""
+        return self.tail - self.head
+
+    def push_message(self, message, callback=None):
+        """Encode and queue ``message``; returns the bytes now queued."""
+        try:
+            frame = self.encode(message)
+        except TypeError:
+            if self.fallback is None:
+                raise
+            frame = self.fallback(message)
+        return self.push(frame, callback)
+
+    cpdef Py_ssize_t push(self, frame, callback=None) except -1:
+        """Queue one encoded frame; returns the bytes now queued."""
+        cdef Py_buffer view
+        cdef Py_ssize_t need, new_cap
+        cdef char *grown
+        PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE)
+        try:
+            if self.cap - self.tail < view.len:
+                if self.head > 0:                 # slide the unsent bytes to the front first
+                    memmove(self.buf, self.buf + self.head, self.tail - self.head)
+                    self.tail -= self.head
+                    self.head = 0
+                need = self.tail + view.len
+                if self.cap < need:
+                    new_cap = self.cap * 2 if self.cap else 65536
+                    while new_cap < need:
+                        new_cap *= 2
+                    grown = <char *>realloc(self.buf, new_cap)
+                    if grown == NULL:
+                        raise MemoryError()
+                    self.buf = grown
+                    self.cap = new_cap
+            memcpy(self.buf + self.tail, view.buf, view.len)
+            self.tail += view.len
+            self.pushed += view.len
+        finally:
+            PyBuffer_Release(&view)
+        if callback is not None:
+            self.marks.append((self.pushed, callback))
+        return self.tail - self.head
+
+    def flush(self, int fd):
+        """Write what the socket takes now (never blocking, no SIGPIPE). Returns the callbacks
+        whose frames are now fully written (None if none); OSError on a failed write."""
+        cdef ssize_t rc
+        while self.head < self.tail:
+            with nogil:
+                rc = send(fd, self.buf + self.head, self.tail - self.head,
+                          MSG_NOSIGNAL | MSG_DONTWAIT)
+            if rc < 0:
+                if errno == EINTR:
+                    continue
+                if errno == EAGAIN or errno == EWOULDBLOCK:
+                    break
+                raise OSError(errno, "write")
+            self.head += rc
+            self.written += rc
+        if self.head == self.tail:
+            self.head = self.tail = 0
+            if self.cap > OUTBOX_KEEP:
+                free(self.buf)
+                self.buf = NULL
+                self.cap = 0
+        if not self.marks or self.marks[0][0] > self.written:
+            return None
+        done = []
+        while self.marks and self.marks[0][0] <= self.written:
+            done.append(self.marks.popleft()[1])
+        return done
+
+    def clear(self):
+        """Drop everything unsent; returns the callbacks that will never see their frame go."""
+        pending = [mark[1] for mark in self.marks]
+        self.marks.clear()
+        self.written += self.tail - self.head
+        self.head = self.tail = 0
+        free(self.buf)
+        self.buf = NULL
+        self.cap = 0
+        return pending
 
 
 def recv_with_fds(int fd, Py_ssize_t size):

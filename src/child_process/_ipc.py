@@ -3,7 +3,7 @@
 One ``Channel`` per end. It frames and decodes what it reads (all complete frames of a read at
 once, split in C), and dispatches each message to its target (the ``ChildProcess`` in the parent,
 ``child_process.parent`` in a child) as 'message' or, for ``{'cmd': 'NODE_…'}``, 'internalMessage'.
-Sends are queued and written with one ``sendmsg`` per loop turn; ``send()`` says False once more
+Sends are packed into an ``Outbox`` (C) and written with one ``send`` per loop turn; ``send()`` says False once more
 than 128 KiB waits unsent (nothing is dropped), and callbacks never run inside ``send()``.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno as _errno
 import os
 from collections import deque
-from itertools import islice
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
     from typing import Any, Callable, List, Optional
@@ -21,7 +20,7 @@ from . import _wire
 from ._errors import NodeTypeError, NodeValueError, errno_exception
 from ._events import EventEmitter
 from ._loop import IOWatcher, Loop, Ref, get_loop
-from ._serialization import codec, json_check_message
+from ._serialization import codec, encoders, json_check_message
 
 READ_SIZE = 256 * 1024
 BACKLOG_LIMIT = 128 * 1024         # Node: "more than 2 read() calls behind"
@@ -46,13 +45,14 @@ class Channel:
         self._framer = (_wire.LineFramer(DEFAULT_MAX_MESSAGE) if line_framed
                         else _wire.LengthFramer(DEFAULT_MAX_MESSAGE))
         self._io = IOWatcher(loop, fd, self._on_readable, self._on_writable)
+        self._io.spin = True             # see Loop.spin_ns: messages come in quick succession
         self._referenced = referenced
         if not referenced:
             self._io.unref()
         self._io.start_reading()
         self._writes_pending = Ref(loop)     # unsent data keeps even an unref'd channel alive
-        self._queue: deque = deque()         # [data, callback]
-        self._queued = 0
+        self._outbox = _wire.Outbox(*encoders(serialization))
+        self._check = json_check_message if serialization == "json" else None
         self._flush_scheduled = False
         self._disconnect_after_flush = False
         self.closed = False
@@ -112,8 +112,8 @@ class Channel:
             raise NodeTypeError("ERR_MISSING_ARGS", 'The "message" argument must be specified')
         if callback is not None and not callable(callback):
             raise NodeTypeError("ERR_INVALID_ARG_TYPE", 'The "callback" argument must be callable')
-        if self.serialization == "json":
-            json_check_message(message)
+        if self._check is not None:
+            self._check(message)
         if send_handle is not None:
             raise NodeTypeError("ERR_INVALID_HANDLE_TYPE", "This handle type cannot be sent")
         if not self.connected:
@@ -123,56 +123,49 @@ class Channel:
             else:
                 self.loop.call_soon(self.target.emit, "error", err)
             return False
-        frame = self._encode(message)
-        self._queue.append([frame, callback])
-        self._queued += len(frame)
-        self._writes_pending.set_active(True)
-        if self._queued >= SYNC_FLUSH_AT and not self._io.writing:
-            self._flush()       # not when the kernel is full: the writable event will come
-        elif not self._flush_scheduled:
+        queued = self._outbox.push_message(message, callback)
+        if not self._flush_scheduled:
             self._flush_scheduled = True
+            self._writes_pending.set_active(True)
             self.loop.call_soon(self._flush)
-        return self._queued < BACKLOG_LIMIT
+        elif queued >= SYNC_FLUSH_AT and not self._io.writing:
+            self._flush()       # not when the kernel is full: the writable event will come
+        return queued < BACKLOG_LIMIT
 
     def _flush(self) -> None:
-        """Write what is queued: one sendmsg for as many frames as the kernel takes."""
+        """Write what is queued, as much as the kernel takes now; the rest when writable."""
         self._flush_scheduled = False
-        queue = self._queue
-        while queue and not self.closed:
-            try:
-                written = _wire.send_frames(self.fd, [entry[0] for entry in islice(queue, 1024)], 0)
-            except OSError as exc:
-                self._write_failed(exc)
-                return
-            if written == 0:
-                self._io.start_writing()
-                return
-            self._queued -= written
-            while written:
-                entry = queue[0]
-                size = len(entry[0])
-                if written >= size:
-                    written -= size
-                    queue.popleft()
-                    if entry[1] is not None:
-                        self.loop.call_soon(entry[1], None)
-                else:
-                    entry[0] = memoryview(entry[0])[written:]
-                    written = 0
+        if self.closed:
+            return
+        outbox = self._outbox
+        try:
+            done = outbox.flush(self.fd)
+        except OSError as exc:
+            self._write_failed(exc)
+            return
+        if done is not None:
+            call_soon = self.loop.call_soon
+            for callback in done:
+                call_soon(callback, None)
+        if outbox.queued:
+            self._flush_scheduled = True      # the writable event will flush; no extra turn
+            self._io.start_writing()
+            return
         self._io.stop_writing()
-        if not queue:
-            self._writes_pending.set_active(False)
-            if self._disconnect_after_flush:
-                self._close()
+        self._writes_pending.set_active(False)
+        if self._disconnect_after_flush:
+            self._close()
 
     def _on_writable(self) -> None:
         self._flush()
 
+    @property
+    def _queued(self) -> int:
+        return self._outbox.queued
+
     def _write_failed(self, exc: OSError) -> None:
         err = errno_exception(exc.errno or _errno.EPIPE, "write")
-        callbacks = [cb for _, cb in self._queue if cb is not None]
-        self._queue.clear()
-        self._queued = 0
+        callbacks = self._outbox.clear()
         for cb in callbacks:
             self.loop.call_soon(cb, err)
         target = self.target
@@ -240,7 +233,7 @@ class Channel:
     def disconnect(self) -> None:
         """Close after what is queued has been written; 'disconnect' follows (asynchronously)."""
         self.connected = False
-        if self._queue:
+        if self._outbox.queued:
             self._disconnect_after_flush = True
         else:
             self._close()
@@ -255,9 +248,7 @@ class Channel:
         self._writes_pending.set_active(False)
         os.close(self.fd)
         # what never reached the kernel: its callbacks learn it (never silently dropped)
-        pending = [cb for _, cb in self._queue if cb is not None]
-        self._queue.clear()
-        self._queued = 0
+        pending = self._outbox.clear()
         if pending:
             err = NodeValueError("ERR_IPC_CHANNEL_CLOSED", "Channel closed")
             for cb in pending:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Callable, Tuple
+    from typing import Any, Callable, Optional, Tuple
 
 from ._errors import NodeTypeError
 
@@ -48,7 +48,10 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _make_json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+def _make_json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any],
+                              Callable[[Any], bytes], Optional[Callable[[Any], bytes]]]:
+    """(encode, decode, fast_encode, fallback): ``fast_encode`` may raise TypeError for what
+    ``fallback`` can still write (it saves a Python frame a message on the hot path)."""
     import json as _json
     dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
                               default=_node_json_default).encode
@@ -70,7 +73,8 @@ def _make_json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
     try:  # the fastest encoder available; optional
         import orjson
     except ImportError:  # pragma: no cover - depends on the environment
-        return stdlib_encode, lambda line: _json.loads(line.decode("utf-8", "replace"))
+        return (stdlib_encode, lambda line: _json.loads(line.decode("utf-8", "replace")),
+                stdlib_encode, None)
 
     options = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE
     orjson_dumps, orjson_loads, decode_error = orjson.dumps, orjson.loads, orjson.JSONDecodeError
@@ -89,7 +93,9 @@ def _make_json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
             # NaN/Infinity tokens, huge ints, invalid UTF-8 (Node's decoder makes it U+FFFD)
             return _json.loads(line.decode("utf-8", "replace"))
 
-    return encode, decode
+    from functools import partial
+    fast = partial(orjson_dumps, default=_node_json_default, option=options)
+    return encode, decode, fast, stdlib_encode
 
 
 _json_codec: Any = None
@@ -99,7 +105,16 @@ def json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
     global _json_codec
     if _json_codec is None:
         _json_codec = _make_json_codec()
-    return _json_codec
+    return _json_codec[0], _json_codec[1]
+
+
+def encoders(serialization: str) -> Tuple[Callable[[Any], bytes], Optional[Callable[[Any], bytes]]]:
+    """(encode, fallback) for a channel's Outbox: the fastest encoder, and what to try when it
+    raises TypeError."""
+    if serialization == "json":
+        json_codec()
+        return _json_codec[2], _json_codec[3]
+    return codec(serialization)[0], None
 
 
 def json_encode(message: Any) -> bytes:
@@ -110,10 +125,15 @@ def json_decode(line: bytes) -> Any:
     return json_codec()[1](line)
 
 
+_JSON_TOP_TYPES = frozenset((dict, list, str, int, float, bool, type(None), tuple, bytes))
+
+
 def json_check_message(message: Any) -> None:
     """Node's top-level type rule for send(): strings, objects, numbers, booleans, null."""
-    if message is None or isinstance(message, (str, int, float, bool, dict, list, tuple,
-                                                bytes, bytearray, memoryview)):
+    if type(message) in _JSON_TOP_TYPES:
+        return
+    if message is None or isinstance(message, (str, int, float, bool, dict, list, tuple, bytes,
+                                               bytearray, memoryview)):
         return
     import datetime as _dt
     if isinstance(message, _dt.date):
