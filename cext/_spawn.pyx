@@ -71,6 +71,7 @@ cdef extern from "cp_platform.h" nogil:
     void cp_resolve_spawn_extensions()
     int cp_pidfd_open(pid_t pid)
     int cp_pidfd_send_signal(int pidfd, int sig)
+    void cp_grow_pipe(int fd)
     ctypedef struct cp_spawn_req:
         const char *path
         char *const *argv
@@ -241,6 +242,11 @@ def set_nonblocking(int fd, bint on=True):
     cdef int wanted = (flags | O_NONBLOCK) if on else (flags & ~O_NONBLOCK)
     if wanted != flags and fcntl(fd, F_SETFL, wanted) < 0:
         raise OSError(errno, "fcntl")
+
+
+def grow_pipe(int fd):
+    """Give a pipe carrying bulk output a 1 MiB kernel buffer (best effort, Linux)."""
+    cp_grow_pipe(fd)
 
 
 def sigchld_add_wake_fd(int fd):

@@ -61,6 +61,7 @@ cdef extern from "<poll.h>" nogil:
 cdef extern from "cp_platform.h" nogil:
     void cp_resolve_spawn_extensions()
     int cp_pidfd_open(pid_t pid)
+    void cp_grow_pipe(int fd)
     int cp_pidfd_send_signal(int pidfd, int sig)
     int cp_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
                  const char *cwd, const int *fds, int nfds, int detached, long uid, long gid)
@@ -200,6 +201,7 @@ def run(bytes path, list argv, list envp, object cwd, list slots, bint detached,
                 nchild_ends += 1
                 cfds[i] = pair[1]
                 _nonblock(pair[0])
+                cp_grow_pipe(pair[0])
             else:
                 cfds[i] = code
         if err == 0:

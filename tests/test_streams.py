@@ -799,3 +799,84 @@ def test_cat_echoes_random_chunks(chunks, end_with_last):
     assert b"".join(out) == b"".join(chunks)
     assert callbacks == [(i, None) for i in range(len(to_write))]     # once each, in order
     _spawned.remove(child)
+
+
+# ----------------------------------------------------------------------------------------------
+# bulk output: the pipe's kernel buffer grows (bounded per process)
+# ----------------------------------------------------------------------------------------------
+
+F_GETPIPE_SZ = 1032
+BULK_WRITER = """
+import os, sys
+block = b"x" * (1 << 20)
+for _ in range({mib}):
+    os.write(1, block)
+"""
+
+
+def _pipe_size(fd: int) -> int:
+    import fcntl
+    return fcntl.fcntl(fd, F_GETPIPE_SZ)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_GETPIPE_SZ is Linux's")
+def test_a_pipe_carrying_bulk_output_gets_a_larger_buffer_and_loses_nothing():
+    from child_process import _streams
+    child = py(BULK_WRITER.format(mib=24), stdio=["ignore", "pipe", "ignore"])
+    sizes, total = [], [0]
+    digest = hashlib.sha256()
+
+    def on_data(chunk):
+        total[0] += len(chunk)
+        digest.update(chunk)
+        if child.stdout._fd >= 0:
+            sizes.append(_pipe_size(child.stdout._fd))
+
+    child.stdout.on("data", on_data)
+    assert wait_closed(child, 60) == (0, None)
+    assert total[0] == 24 << 20
+    assert digest.hexdigest() == hashlib.sha256(b"x" * (24 << 20)).hexdigest()
+    assert sizes[0] == 64 * 1024            # small output never pays for a big buffer
+    assert max(sizes) == 1 << 20
+    assert _streams._bulk_pipes == 0        # given back when the stream closed
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_GETPIPE_SZ is Linux's")
+def test_at_most_max_bulk_pipes_are_grown_at_once(monkeypatch):
+    from child_process import _streams
+    monkeypatch.setattr(_streams, "MAX_BULK_PIPES", 2)
+    children = [py(BULK_WRITER.format(mib=8) + "sys.stdin.read()",
+                   stdio=["pipe", "pipe", "ignore"]) for _ in range(4)]
+    grown = []
+    for child in children:
+        child.stdout.resume()
+
+    def all_bulk():
+        # each child has written more than BULK_AFTER full reads once it has sent 1 MiB
+        return all(c.stdout._full_reads == -1 or c.stdout._read_size != _streams.READ_SIZE
+                   for c in children)
+
+    run_until(all_bulk, 30)
+    grown = [c.stdout._read_size != _streams.READ_SIZE for c in children]
+    sizes = [_pipe_size(c.stdout._fd) for c in children]
+    assert sum(grown) == 2 and _streams._bulk_pipes == 2
+    assert sorted(sizes) == [64 * 1024, 64 * 1024, 1 << 20, 1 << 20]
+    for child in children:
+        child.stdin.end()
+    for child in children:
+        assert wait_closed(child, 30) == (0, None)
+    assert _streams._bulk_pipes == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_GETPIPE_SZ is Linux's")
+def test_a_stream_nobody_consumes_keeps_the_small_pipe():
+    from child_process import _streams
+    child = py(BULK_WRITER.format(mib=4))
+    run_for(0.5)                      # read-ahead fills, then the child is held back
+    assert child.exit_code is None
+    assert _pipe_size(child.stdout._fd) == 64 * 1024
+    assert child.stdout._read_size == _streams.READ_SIZE
+    total = [0]
+    child.stdout.on("data", lambda chunk: total.__setitem__(0, total[0] + len(chunk)))
+    assert wait_closed(child, 30) == (0, None)
+    assert total[0] == 4 << 20
