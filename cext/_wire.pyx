@@ -130,13 +130,16 @@ cdef class Outbox:
 
     ``encode(message)`` makes a frame; on TypeError ``fallback`` (if any) gets a second try (the
     fast JSON encoder refuses what the standard one can still write). A callback given with a
-    frame is handed back by ``flush()`` once the frame's last byte is in the kernel.
+    frame is handed back by ``flush()`` once the frame's last byte is in the kernel. A frame may
+    carry a descriptor: it rides (SCM_RIGHTS) on the first write of that frame, a write that
+    holds nothing else; the Outbox owns it and closes it once sent or dropped.
     """
 
     cdef char *buf
     cdef Py_ssize_t head, tail, cap
     cdef long long pushed, written          # bytes ever queued / ever written
     cdef object marks                       # deque of (end position, callback)
+    cdef object fd_marks                    # deque of [start, end, fd]
     cdef public object encode
     cdef public object fallback
 
@@ -144,31 +147,51 @@ cdef class Outbox:
         self.encode = encode
         self.fallback = fallback
         self.marks = deque()
+        self.fd_marks = deque()
 
     def __dealloc__(self):
         free(self.buf)
+        for mark in self.fd_marks:
+            close(mark[2])
 
     @property
     def queued(self):
         """Bytes not yet written."""
         return self.tail - self.head
 
-    def push_message(self, message, callback=None):
-        """Encode and queue ``message``; returns the bytes now queued."""
-        try:
-            frame = self.encode(message)
-        except TypeError:
-            if self.fallback is None:
-                raise
-            frame = self.fallback(message)
-        return self.push(frame, callback)
+    @property
+    def descriptors(self):
+        """Descriptors queued and not yet sent."""
+        return len(self.fd_marks)
 
-    cpdef Py_ssize_t push(self, frame, callback=None) except -1:
+    def push_message(self, message, callback=None, int fd=-1):
+        """Encode and queue ``message``; returns the bytes now queued. ``fd`` (owned from now
+        on, closed even if encoding fails) rides with the frame."""
+        try:
+            try:
+                frame = self.encode(message)
+            except TypeError:
+                if self.fallback is None:
+                    raise
+                frame = self.fallback(message)
+        except BaseException:
+            if fd >= 0:
+                close(fd)
+            raise
+        return self.push(frame, callback, fd)
+
+    cpdef Py_ssize_t push(self, frame, callback=None, int fd=-1) except -1:
         """Queue one encoded frame; returns the bytes now queued."""
         cdef Py_buffer view
         cdef Py_ssize_t need, new_cap
         cdef char *grown
-        PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE)
+        cdef long long start = self.pushed
+        try:
+            PyObject_GetBuffer(frame, &view, PyBUF_SIMPLE)
+        except BaseException:
+            if fd >= 0:
+                close(fd)
+            raise
         try:
             if self.cap - self.tail < view.len:
                 if self.head > 0:                 # slide the unsent bytes to the front first
@@ -182,6 +205,8 @@ cdef class Outbox:
                         new_cap *= 2
                     grown = <char *>realloc(self.buf, new_cap)
                     if grown == NULL:
+                        if fd >= 0:
+                            close(fd)
                         raise MemoryError()
                     self.buf = grown
                     self.cap = new_cap
@@ -190,6 +215,8 @@ cdef class Outbox:
             self.pushed += view.len
         finally:
             PyBuffer_Release(&view)
+        if fd >= 0:
+            self.fd_marks.append([start, self.pushed, fd])
         if callback is not None:
             self.marks.append((self.pushed, callback))
         return self.tail - self.head
@@ -198,16 +225,40 @@ cdef class Outbox:
         """Write what the socket takes now (never blocking, no SIGPIPE). Returns the callbacks
         whose frames are now fully written (None if none); OSError on a failed write."""
         cdef ssize_t rc
+        cdef Py_ssize_t limit
+        cdef int pass_fd
+        cdef long long mark_start, mark_end
         while self.head < self.tail:
-            with nogil:
-                rc = send(fd, self.buf + self.head, self.tail - self.head,
-                          MSG_NOSIGNAL | MSG_DONTWAIT)
+            limit = self.tail
+            pass_fd = -1
+            if self.fd_marks:
+                mark = self.fd_marks[0]
+                mark_start = mark[0]
+                mark_end = mark[1]
+                if mark_start == self.written:
+                    pass_fd = mark[2]
+                    limit = self.head + (mark_end - mark_start)
+                elif mark_start < self.written:   # its first write went out: now plain bytes
+                    close(mark[2])
+                    self.fd_marks.popleft()
+                    continue
+                else:
+                    limit = self.head + (mark_start - self.written)
+            if pass_fd >= 0:
+                rc = _send_with_fd(fd, self.buf + self.head, limit - self.head, pass_fd)
+            else:
+                with nogil:
+                    rc = send(fd, self.buf + self.head, limit - self.head,
+                              MSG_NOSIGNAL | MSG_DONTWAIT)
             if rc < 0:
                 if errno == EINTR:
                     continue
                 if errno == EAGAIN or errno == EWOULDBLOCK:
                     break
                 raise OSError(errno, "write")
+            if pass_fd >= 0 and rc > 0:
+                close(pass_fd)                    # the kernel holds its own reference now
+                self.fd_marks.popleft()
             self.head += rc
             self.written += rc
         if self.head == self.tail:
@@ -224,15 +275,41 @@ cdef class Outbox:
         return done
 
     def clear(self):
-        """Drop everything unsent; returns the callbacks that will never see their frame go."""
+        """Drop everything unsent (closing its descriptors); returns the callbacks that will
+        never see their frame go."""
         pending = [mark[1] for mark in self.marks]
         self.marks.clear()
+        for mark in self.fd_marks:
+            close(mark[2])
+        self.fd_marks.clear()
         self.written += self.tail - self.head
+        self.pushed = self.written
         self.head = self.tail = 0
         free(self.buf)
         self.buf = NULL
         self.cap = 0
         return pending
+
+
+cdef ssize_t _send_with_fd(int sock, char *data, Py_ssize_t length, int pass_fd) noexcept nogil:
+    cdef iovec iov
+    cdef msghdr msg
+    cdef char cbuf[64]
+    cdef cmsghdr *cm
+    iov.iov_base = data
+    iov.iov_len = length
+    memset(&msg, 0, sizeof(msg))
+    memset(cbuf, 0, sizeof(cbuf))
+    msg.msg_iov = &iov
+    msg.msg_iovlen = 1
+    msg.msg_control = cbuf
+    msg.msg_controllen = CMSG_SPACE(sizeof(int))
+    cm = CMSG_FIRSTHDR(&msg)
+    cm.cmsg_level = SOL_SOCKET
+    cm.cmsg_type = SCM_RIGHTS
+    cm.cmsg_len = CMSG_LEN(sizeof(int))
+    memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int))
+    return sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT)
 
 
 def recv_with_fds(int fd, Py_ssize_t size):
@@ -435,21 +512,51 @@ def is_internal(message):
     return _is_internal(message)
 
 
+cdef class WithHandle:
+    """A received message and the handle (socket) that came with it, in a batch to dispatch."""
+
+    cdef public object message
+    cdef public object handle
+
+    def __cinit__(self, message, handle):
+        self.message = message
+        self.handle = handle
+
+
+def internal_positions(list messages):
+    """Indices of the internal messages of a batch (None when there are none: the usual case)."""
+    cdef Py_ssize_t i, n = len(messages)
+    found = None
+    for i in range(n):
+        if _is_internal(messages[i]):
+            if found is None:
+                found = []
+            found.append(i)
+    return found
+
+
 def dispatch(list messages, Py_ssize_t start, object owner, object handle, object on_raise):
     """Deliver ``messages[start:]`` to ``owner``: 'internalMessage', 'message', or the queue of
     messages waiting for a 'message' listener. If a listener raises, ``on_raise(next_index)``
-    schedules the rest before the exception goes on."""
+    schedules the rest before the exception goes on. A ``WithHandle`` entry carries its own
+    handle."""
     cdef Py_ssize_t i, n = len(messages)
+    cdef WithHandle wrapped
     emit = owner.emit
     for i in range(start, n):
         message = messages[i]
+        h = handle
+        if type(message) is WithHandle:
+            wrapped = <WithHandle>message
+            message = wrapped.message
+            h = wrapped.handle
         try:
             if _is_internal(message):
-                emit("internalMessage", message, handle)
+                emit("internalMessage", message, h)
             elif owner._pending_messages is None and owner._events.get("message"):
-                emit("message", message, handle)
+                emit("message", message, h)
             else:
-                owner._queue_message(message, handle)
+                owner._queue_message(message, h)
         except BaseException:
             on_raise(i + 1)
             raise

@@ -16,7 +16,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
     from typing import Any, Callable, List, Optional
 
-from . import _wire
+from . import _handles, _wire
 from ._errors import NodeTypeError, NodeValueError, errno_exception
 from ._events import EventEmitter
 from ._loop import IOWatcher, Loop, Ref, get_loop
@@ -55,6 +55,11 @@ class Channel:
         self._check = json_check_message if serialization == "json" else None
         self._flush_scheduled = False
         self._disconnect_after_flush = False
+        # handle passing (node-ipc-protocol.md §6): while a sent handle waits for its ACK, every
+        # later send waits here, in order; a socket sent without keep_open is closed on the ACK
+        self._handle_queue: Optional[list] = None
+        self._pending_handle: Optional[list] = None    # [envelope, socket, callback, resends]
+        self._received_fd = -1                          # waiting for its NODE_HANDLE
         self.closed = False
         self.connected = True
         self.on_close: Optional[Callable[[], None]] = None
@@ -114,8 +119,7 @@ class Channel:
             raise NodeTypeError("ERR_INVALID_ARG_TYPE", 'The "callback" argument must be callable')
         if self._check is not None:
             self._check(message)
-        if send_handle is not None:
-            raise NodeTypeError("ERR_INVALID_HANDLE_TYPE", "This handle type cannot be sent")
+        kind = _handles.describe(send_handle) if send_handle is not None else None
         if not self.connected:
             err = NodeValueError("ERR_IPC_CHANNEL_CLOSED", "Channel closed")
             if callback is not None:
@@ -123,7 +127,14 @@ class Channel:
             else:
                 self.loop.call_soon(self.target.emit, "error", err)
             return False
-        queued = self._outbox.push_message(message, callback)
+        if self._handle_queue is not None:
+            # a handle waits for its ACK: everything after it waits too, in order (Node)
+            self._handle_queue.append((message, send_handle, keep_open, callback))
+            return len(self._handle_queue) == 1
+        if kind is None:
+            queued = self._outbox.push_message(message, callback)
+        else:
+            queued = self._send_handle(message, send_handle, kind, keep_open, callback)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._writes_pending.set_active(True)
@@ -131,6 +142,85 @@ class Channel:
         elif queued >= SYNC_FLUSH_AT and not self._io.writing:
             self._flush()       # not when the kernel is full: the writable event will come
         return queued < BACKLOG_LIMIT
+
+    def _send_handle(self, message: Any, handle: Any, kind: Any, keep_open: bool,
+                     callback: Optional[Callable]) -> int:
+        """Queue the NODE_HANDLE envelope with a duplicate of the socket's descriptor riding on
+        its first write; then hold every later send until the receiver's ACK or NACK."""
+        wrapped = _handles.envelope(kind[0], kind[1], message)
+        queued = self._outbox.push_message(wrapped, callback, os.dup(handle.fileno()))
+        self._handle_queue = []
+        if kind[0] == "net.Socket" and not keep_open:
+            self._pending_handle = [wrapped, handle, callback, 0]
+        return queued
+
+    def _send_internal(self, message: Any) -> None:
+        """ACK/NACK: past any handle queue, errors swallowed (Node's swallowErrors)."""
+        if self.closed:
+            return
+        self._outbox.push_message(message)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._writes_pending.set_active(True)
+            self.loop.call_soon(self._flush)
+
+    def _handle_acknowledged(self, received: bool) -> None:
+        """NODE_HANDLE_ACK (``received``) or NACK from the peer."""
+        pending = self._pending_handle
+        self._pending_handle = None
+        queue = self._handle_queue
+        self._handle_queue = None
+        resend = None
+        if pending is not None:
+            if received:
+                _close_quietly(pending[1])          # delivered: the sender's copy goes
+            elif pending[3] < _handles.MAX_RETRANSMISSIONS and pending[1].fileno() >= 0:
+                pending[3] += 1
+                resend = pending
+            else:
+                _close_quietly(pending[1])
+                import warnings
+                warnings.warn("Handle did not reach the receiving process correctly",
+                              _handles.SentHandleNotReceivedWarning, stacklevel=2)
+        if resend is not None and not self.closed:
+            # the same envelope and a new duplicate; the callback runs again, as in Node
+            self._outbox.push_message(resend[0], resend[2], os.dup(resend[1].fileno()))
+            self._handle_queue = []
+            self._pending_handle = resend
+            self._schedule_flush()
+        for message, handle, keep_open, callback in queue or ():
+            if self._handle_queue is not None:
+                self._handle_queue.append((message, handle, keep_open, callback))
+                continue
+            self._resend_queued(message, handle, keep_open, callback)
+        if self._handle_queue is None and not self.connected and not self.closed:
+            self._disconnect_now()              # a disconnect() that waited for this ACK
+
+    def _resend_queued(self, message: Any, handle: Any, keep_open: bool,
+                       callback: Optional[Callable]) -> None:
+        if self.closed:
+            if callback is not None:
+                self.loop.call_soon(callback, NodeValueError("ERR_IPC_CHANNEL_CLOSED", "Channel closed"))
+            return
+        try:
+            kind = _handles.describe(handle) if handle is not None else None
+            if kind is None:
+                self._outbox.push_message(message, callback)
+            else:
+                self._send_handle(message, handle, kind, keep_open, callback)
+        except Exception as exc:       # the socket changed since send() accepted it
+            if callback is not None:
+                self.loop.call_soon(callback, exc)
+            elif self.target is not None:
+                self.loop.call_soon(self.target.emit, "error", exc)
+            return
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._writes_pending.set_active(True)
+            self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """Write what is queued, as much as the kernel takes now; the rest when writable."""
@@ -190,18 +280,91 @@ class Channel:
                 return
         if got is None:
             return
-        data, fds, _truncated = got
-        if fds:
-            for fd in fds:          # handle passing is not wired yet: never leak one
-                os.close(fd)
+        data, fds, truncated = got
+        if fds or truncated:
+            self._take_descriptors(fds, truncated)
         if not data:
             self._close()
             return
         messages, error, _ends = self._framer.feed(data, self._decode)
+        if messages:
+            internal = _wire.internal_positions(messages)
+            if internal is not None:
+                messages = self._handle_internal(messages, internal)
+        if self._received_fd >= 0 and not self._framer.buffering:
+            # the read that carried it held no NODE_HANDLE, not even the start of one
+            self._drop_received_fd("ERR_IPC_UNEXPECTED_HANDLE",
+                                   "a descriptor arrived without a NODE_HANDLE message")
         if error is not None:
             self._fail(_bad_message(error), messages)
         elif messages:
             self._deliver(messages, 0)
+
+    def _take_descriptors(self, fds: Any, truncated: bool) -> None:
+        """Keep one received descriptor for the next NODE_HANDLE; close and report the rest."""
+        fds = list(fds or ())
+        if truncated:
+            for fd in fds:
+                os.close(fd)
+            self._report("ERR_IPC_HANDLE_TRUNCATED",
+                         "descriptors were lost: the control data of a read was truncated")
+            return
+        if self._received_fd >= 0:
+            self._drop_received_fd("ERR_IPC_UNEXPECTED_HANDLE",
+                                   "a descriptor arrived without a NODE_HANDLE message")
+        self._received_fd = fds.pop(0)
+        if fds:
+            for fd in fds:
+                os.close(fd)
+            self._report("ERR_IPC_EXTRA_HANDLES",
+                         f"{len(fds)} more descriptor(s) than one came in a single message")
+
+    def _drop_received_fd(self, code: str, text: str) -> None:
+        fd, self._received_fd = self._received_fd, -1
+        if fd >= 0:
+            os.close(fd)
+            self._report(code, text)
+
+    def _report(self, code: str, text: str) -> None:
+        if self.target is not None:
+            self.loop.call_soon(self.target.emit, "error", NodeValueError(code, text))
+
+    def _handle_internal(self, messages: List[Any], positions: List[int]) -> List[Any]:
+        """The protocol's own messages: ACK/NACK steer our sending; a NODE_HANDLE takes the
+        descriptor received at or before it and becomes its user message with a socket."""
+        consumed = False
+        for i in positions:
+            message = messages[i]
+            cmd = message["cmd"]
+            if cmd == "NODE_HANDLE_ACK" or cmd == "NODE_HANDLE_NACK":
+                self._handle_acknowledged(cmd == "NODE_HANDLE_ACK")
+                messages[i] = _CONSUMED
+                consumed = True
+            elif cmd == "NODE_HANDLE":
+                messages[i] = self._receive_handle(message)
+                consumed = consumed or messages[i] is _CONSUMED
+        if consumed:
+            messages = [m for m in messages if m is not _CONSUMED]
+        return messages
+
+    def _receive_handle(self, wrapped: Any) -> Any:
+        fd, self._received_fd = self._received_fd, -1
+        if fd < 0:
+            self._send_internal({"cmd": "NODE_HANDLE_NACK"})    # the sender tries again
+            return _CONSUMED
+        self._send_internal({"cmd": "NODE_HANDLE_ACK"})
+        message = wrapped.get("msg")
+        while _wire.is_internal(message) and message.get("cmd") == "NODE_HANDLE":
+            # Node's retransmission wraps the envelope once more; it is acknowledged again
+            self._send_internal({"cmd": "NODE_HANDLE_ACK"})
+            message = message.get("msg")
+        try:
+            sock = _handles.rebuild(fd)
+        except OSError as exc:
+            self._report("ERR_INVALID_HANDLE_TYPE",
+                         f"the descriptor received with a NODE_HANDLE is not a socket ({exc})")
+            return _CONSUMED
+        return _wire.WithHandle(message, sock)
 
     def _deliver(self, messages: List[Any], start: int, error: Any = None,
                  target: Any = None) -> None:
@@ -231,8 +394,13 @@ class Channel:
     # -- closing ---------------------------------------------------------------------------
 
     def disconnect(self) -> None:
-        """Close after what is queued has been written; 'disconnect' follows (asynchronously)."""
+        """Close after what is queued has been written; 'disconnect' follows (asynchronously).
+        While a sent handle waits for its ACK, the close waits for the ACK too (Node)."""
         self.connected = False
+        if self._handle_queue is None:
+            self._disconnect_now()
+
+    def _disconnect_now(self) -> None:
         if self._outbox.queued:
             self._disconnect_after_flush = True
         else:
@@ -249,6 +417,14 @@ class Channel:
         os.close(self.fd)
         # what never reached the kernel: its callbacks learn it (never silently dropped)
         pending = self._outbox.clear()
+        queue, self._handle_queue = self._handle_queue, None
+        pending += [item[3] for item in queue or () if item[3] is not None]
+        if self._pending_handle is not None:
+            _close_quietly(self._pending_handle[1])     # Node closes it on disconnect too
+            self._pending_handle = None
+        if self._received_fd >= 0:
+            os.close(self._received_fd)
+            self._received_fd = -1
         if pending:
             err = NodeValueError("ERR_IPC_CHANNEL_CLOSED", "Channel closed")
             for cb in pending:
@@ -267,6 +443,16 @@ class Channel:
         finally:
             if self.on_close is not None:
                 self.on_close()
+
+
+_CONSUMED = object()     # a protocol message the channel handled itself
+
+
+def _close_quietly(sock: Any) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 def _bad_message(cause: BaseException) -> NodeValueError:
