@@ -21,7 +21,7 @@ from . import _wire
 from ._errors import NodeTypeError, NodeValueError, errno_exception
 from ._events import EventEmitter
 from ._loop import IOWatcher, Loop, Ref, get_loop
-from ._serialization import codec, json_check_message
+from ._serialization import check_message, codec
 
 READ_SIZE = 256 * 1024
 BACKLOG_LIMIT = 128 * 1024         # Node: "more than 2 read() calls behind"
@@ -112,8 +112,7 @@ class Channel:
             raise NodeTypeError("ERR_MISSING_ARGS", 'The "message" argument must be specified')
         if callback is not None and not callable(callback):
             raise NodeTypeError("ERR_INVALID_ARG_TYPE", 'The "callback" argument must be callable')
-        if self.serialization == "json":
-            json_check_message(message)
+        check_message(self.serialization, message)
         if send_handle is not None:
             raise NodeTypeError("ERR_INVALID_HANDLE_TYPE", "This handle type cannot be sent")
         if not self.connected:
@@ -301,8 +300,8 @@ class ChannelOwner(EventEmitter):
         if channel is None or channel.closed:
             if message is _MISSING:
                 raise NodeTypeError("ERR_MISSING_ARGS", 'The "message" argument must be specified')
-            if getattr(self, "_ipc_serialization", "json") == "json":
-                json_check_message(message)     # the type is checked before the channel state
+            # the type is checked before the channel state
+            check_message(getattr(self, "_ipc_serialization", "json"), message)
             err = NodeValueError("ERR_IPC_CHANNEL_CLOSED", "Channel closed")
             loop = get_loop()
             if callback is not None:
