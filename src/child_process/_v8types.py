@@ -160,8 +160,8 @@ def make_error(tag: int, message: object, stack: object, cause: object,
                 break
             except Exception:
                 continue
-    if exc is None:
-        exc = JSError(message, name or js_name, stack)
+    if exc is None:     # V8's prototype tag names it; without one, the stack's first line
+        exc = JSError(message, js_name if tag else (name or "Error"), stack)
     elif stack is not None:
         exc.stack = stack
     if has_cause:
