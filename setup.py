@@ -14,7 +14,7 @@ extra_compile_args = ["-O2"]
 define_macros = [("_GNU_SOURCE", "1")]
 libraries = ["dl"] if sys.platform.startswith("linux") else []
 
-modules = ["_spawn", "_loop_core", "_io", "_sync", "_wire"]
+modules = ["_spawn", "_loop_core", "_io", "_sync", "_wire", "_v8"]
 extensions = [
     Extension(
         f"child_process.{name}",

@@ -20,7 +20,8 @@ from . import _handles, _wire
 from ._errors import NodeTypeError, NodeValueError, errno_exception
 from ._events import EventEmitter
 from ._loop import IOWatcher, Loop, Ref, get_loop
-from ._serialization import codec, encoders, json_check_message
+from ._serialization import (advanced_check_message, check_message, codec, encoders,
+                             json_check_message)
 
 READ_SIZE = 256 * 1024
 BACKLOG_LIMIT = 128 * 1024         # Node: "more than 2 read() calls behind"
@@ -52,7 +53,8 @@ class Channel:
         self._io.start_reading()
         self._writes_pending = Ref(loop)     # unsent data keeps even an unref'd channel alive
         self._outbox = _wire.Outbox(*encoders(serialization))
-        self._check = json_check_message if serialization == "json" else None
+        self._check = {"json": json_check_message,
+                       "advanced": advanced_check_message}.get(serialization)
         self._flush_scheduled = False
         self._disconnect_after_flush = False
         # handle passing (node-ipc-protocol.md §6): while a sent handle waits for its ACK, every
@@ -478,8 +480,8 @@ class ChannelOwner(EventEmitter):
         if channel is None or channel.closed:
             if message is _MISSING:
                 raise NodeTypeError("ERR_MISSING_ARGS", 'The "message" argument must be specified')
-            if getattr(self, "_ipc_serialization", "json") == "json":
-                json_check_message(message)     # the type is checked before the channel state
+            # the type is checked before the channel state
+            check_message(getattr(self, "_ipc_serialization", "json"), message)
             err = NodeValueError("ERR_IPC_CHANNEL_CLOSED", "Channel closed")
             loop = get_loop()
             if callback is not None:

@@ -143,6 +143,36 @@ def json_check_message(message: Any) -> None:
                         f"boolean. Received type {type(message).__name__}")
 
 
+#: Beyond this magnitude an int travels as a BigInt, which Node refuses as a whole message.
+_MAX_SAFE_INT = 2 ** 53
+
+
+def advanced_check_message(message: Any) -> None:
+    """Node's top-level type rule in 'advanced' mode: no bigint (an int beyond ±2**53 would be
+    one), no function; anything else goes to the encoder, which raises TypeError for a type
+    V8's format cannot carry."""
+    if type(message) is int and -_MAX_SAFE_INT <= message <= _MAX_SAFE_INT:
+        return
+    if isinstance(message, int) and not isinstance(message, bool) and (
+            message > _MAX_SAFE_INT or message < -_MAX_SAFE_INT):
+        kind = "bigint"
+    elif callable(message) and not isinstance(message, BaseException):
+        kind = "function"
+    else:
+        return
+    raise NodeTypeError("ERR_INVALID_ARG_TYPE",
+                        'The "message" argument must be one of type string, object, number, or '
+                        f"boolean. Received type {kind} ({message!r:.40})")
+
+
+def check_message(serialization: str, message: Any) -> None:
+    """The type check send() makes before anything else, per mode (pickle: none)."""
+    if serialization == "json":
+        json_check_message(message)
+    elif serialization == "advanced":
+        advanced_check_message(message)
+
+
 # -- pickle -----------------------------------------------------------------------------------
 # frame payload: u32 count of out-of-band buffers, u64 length of each, the pickle, the buffers
 
