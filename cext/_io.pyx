@@ -16,8 +16,16 @@ cdef extern from "<unistd.h>" nogil:
 
 cdef extern from "<sys/socket.h>" nogil:
     ssize_t send(int fd, const void *buf, size_t n, int flags)
-    int MSG_NOSIGNAL
     int MSG_DONTWAIT
+
+cdef extern from *:
+    """
+    #include <sys/socket.h>
+    #ifndef MSG_NOSIGNAL
+    #define MSG_NOSIGNAL 0   /* macOS: our socket pairs carry SO_NOSIGPIPE instead */
+    #endif
+    """
+    int MSG_NOSIGNAL
 
 cdef extern from "Python.h":
     PyObject *raw_bytes "PyBytes_FromStringAndSize"(const char *s, Py_ssize_t n)

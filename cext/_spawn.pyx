@@ -32,15 +32,11 @@ cdef extern from "<unistd.h>" nogil:
     int access(const char *path, int mode)
     int X_OK
     int close(int fd)
-    int pipe2(int fds[2], int flags)
 
 cdef extern from "<fcntl.h>" nogil:
     int fcntl(int fd, int cmd, ...)
     int F_DUPFD_CLOEXEC, F_GETFL, F_SETFL, O_NONBLOCK, O_CLOEXEC, O_RDONLY, O_RDWR
 
-cdef extern from "<sys/socket.h>" nogil:
-    int socketpair(int domain, int type, int protocol, int sv[2])
-    int AF_UNIX, SOCK_STREAM, SOCK_CLOEXEC, SOCK_NONBLOCK
 
 cdef extern from "<spawn.h>" nogil:
     ctypedef struct posix_spawnattr_t:
@@ -69,9 +65,12 @@ cdef extern from "cp_platform.h" nogil:
     cp_addchdir_t cp_addchdir
     cp_addclosefrom_t cp_addclosefrom
     void cp_resolve_spawn_extensions()
+    int cp_can_close_others()
     int cp_pidfd_open(pid_t pid)
     int cp_pidfd_send_signal(int pidfd, int sig)
     void cp_grow_pipe(int fd)
+    int cp_pipe(int fds[2], int nonblock)
+    int cp_socketpair(int fds[2], int nonblock)
     ctypedef struct cp_spawn_req:
         const char *path
         char *const *argv
@@ -91,7 +90,7 @@ cdef extern from "cp_platform.h" nogil:
 cp_resolve_spawn_extensions()
 
 #: True when posix_spawn can do the whole job (chdir and closing stray descriptors) here.
-HAVE_FULL_POSIX_SPAWN = cp_addchdir != NULL and cp_addclosefrom != NULL
+HAVE_FULL_POSIX_SPAWN = cp_addchdir != NULL and cp_can_close_others()
 
 cdef enum:
     C_FD_CLOSED = -1
@@ -203,12 +202,12 @@ def make_stdio_pipe(bint child_reads, bint socket_pair):
     cdef int fds[2]
     cdef int parent, child
     if socket_pair:
-        if socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0:
+        if cp_socketpair(fds, 1) < 0:
             raise OSError(errno, "socketpair")
         parent, child = fds[0], fds[1]
     else:
-        if pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0:
-            raise OSError(errno, "pipe2")
+        if cp_pipe(fds, 1) < 0:
+            raise OSError(errno, "pipe")
         parent, child = (fds[1], fds[0]) if child_reads else (fds[0], fds[1])
     # a new descriptor has no other status flag: clearing them all clears O_NONBLOCK
     if fcntl(child, F_SETFL, 0) < 0:
@@ -221,15 +220,15 @@ def make_stdio_pipe(bint child_reads, bint socket_pair):
 def make_pipe():
     """(read_end, write_end), both close-on-exec, both blocking."""
     cdef int fds[2]
-    if pipe2(fds, O_CLOEXEC) < 0:
-        raise OSError(errno, "pipe2")
+    if cp_pipe(fds, 0) < 0:
+        raise OSError(errno, "pipe")
     return fds[0], fds[1]
 
 
 def make_socketpair():
     """A connected AF_UNIX stream pair, both close-on-exec, both blocking."""
     cdef int fds[2]
-    if socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0:
+    if cp_socketpair(fds, 0) < 0:
         raise OSError(errno, "socketpair")
     return fds[0], fds[1]
 

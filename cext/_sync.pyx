@@ -32,16 +32,14 @@ cdef extern from "<time.h>" nogil:
 cdef extern from "<unistd.h>" nogil:
     ssize_t read(int fd, void *buf, size_t n)
     int close(int fd)
-    int pipe2(int fds[2], int flags)
 
 cdef extern from "<fcntl.h>" nogil:
     int fcntl(int fd, int cmd, ...)
     int F_GETFL, F_SETFL, O_NONBLOCK, O_CLOEXEC
 
 cdef extern from "<sys/socket.h>" nogil:
-    int socketpair(int domain, int type, int protocol, int sv[2])
     ssize_t send(int fd, const void *buf, size_t n, int flags)
-    int AF_UNIX, SOCK_STREAM, SOCK_CLOEXEC, MSG_NOSIGNAL, MSG_DONTWAIT
+    int MSG_DONTWAIT
 
 cdef extern from "<sys/wait.h>" nogil:
     pid_t waitpid(pid_t pid, int *status, int options)
@@ -62,6 +60,9 @@ cdef extern from "cp_platform.h" nogil:
     void cp_resolve_spawn_extensions()
     int cp_pidfd_open(pid_t pid)
     void cp_grow_pipe(int fd)
+    int cp_pipe(int fds[2], int nonblock)
+    int cp_socketpair(int fds[2], int nonblock)
+    int MSG_NOSIGNAL
     int cp_pidfd_send_signal(int pidfd, int sig)
     int cp_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
                  const char *cwd, const int *fds, int nfds, int detached, long uid, long gid)
@@ -182,7 +183,7 @@ def run(bytes path, list argv, list envp, object cwd, list slots, bint detached,
             code = slots[i]
             if code == C_PIPE_IN:
                 # a socket pair, so that feeding a child that stopped reading is EPIPE, not SIGPIPE
-                if socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0:
+                if cp_socketpair(pair, 0) < 0:
                     err = errno
                     break
                 in_fd = pair[0]
@@ -191,7 +192,7 @@ def run(bytes path, list argv, list envp, object cwd, list slots, bint detached,
                 cfds[i] = pair[1]
                 _nonblock(in_fd)
             elif code == C_PIPE_OUT:
-                if pipe2(pair, O_CLOEXEC) < 0:
+                if cp_pipe(pair, 0) < 0:
                     err = errno
                     break
                 caps[ncaps].fd = pair[0]

@@ -42,7 +42,7 @@ cdef extern from "<sys/socket.h>" nogil:
     unsigned char *CMSG_DATA(cmsghdr *c)
     size_t CMSG_SPACE(size_t n)
     size_t CMSG_LEN(size_t n)
-    int SOL_SOCKET, SCM_RIGHTS, MSG_NOSIGNAL, MSG_DONTWAIT, MSG_CTRUNC
+    int SOL_SOCKET, SCM_RIGHTS, MSG_DONTWAIT, MSG_CTRUNC
 
 cdef extern from *:
     """
@@ -50,15 +50,23 @@ cdef extern from *:
     #ifndef MSG_CMSG_CLOEXEC
     #define MSG_CMSG_CLOEXEC 0
     #endif
+    #ifndef MSG_NOSIGNAL
+    #define MSG_NOSIGNAL 0   /* macOS: our socket pairs carry SO_NOSIGPIPE instead */
+    #endif
     #define CP_IOV_MAX 1024
     #define CP_MAX_FDS 16
     """
     int MSG_CMSG_CLOEXEC
+    int MSG_NOSIGNAL
     int CP_IOV_MAX
     int CP_MAX_FDS
 
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
+
+cdef extern from "<fcntl.h>" nogil:
+    int fcntl(int fd, int cmd, ...)
+    int F_SETFD, FD_CLOEXEC
 
 #: True when received descriptors are close-on-exec from birth (Linux); elsewhere the caller
 #: sets FD_CLOEXEC right after the receive.
@@ -350,6 +358,8 @@ def recv_with_fds(int fd, Py_ssize_t size):
                 nfd = <int>((cm.cmsg_len - CMSG_LEN(0)) // sizeof(int))
                 for k in range(nfd):
                     memcpy(&one, CMSG_DATA(cm) + k * sizeof(int), sizeof(int))
+                    if MSG_CMSG_CLOEXEC == 0:
+                        fcntl(one, F_SETFD, FD_CLOEXEC)     # no atomic way here: at once
                     if fds is None:
                         fds = []
                     fds.append(one)

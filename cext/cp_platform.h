@@ -19,6 +19,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <sys/syscall.h>
+#include <sys/socket.h>
 
 #ifndef POSIX_SPAWN_SETSID
 #  ifdef __linux__
@@ -39,6 +40,70 @@
 #    define SYS_close_range 436
 #  endif
 #endif
+
+/* ---- descriptors born close-on-exec ----------------------------------------------------
+ * Linux and the BSDs create them so atomically (pipe2, SOCK_CLOEXEC). macOS cannot: there the
+ * flags follow at once with fcntl. The window is harmless for our own children (each receives
+ * exactly its stdio slots, everything else closed); only a fork() made by another thread inside
+ * it could inherit one. CP_PORTABLE_FALLBACKS forces the macOS way (tests compile it on Linux). */
+
+#ifndef MSG_NOSIGNAL
+#  define MSG_NOSIGNAL 0        /* macOS: SO_NOSIGPIPE on the socket instead (cp_socketpair) */
+#endif
+
+static inline int cp_set_fd_flags(int fd, int nonblock) {
+    int fl = fcntl(fd, F_GETFD);
+    if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) return -1;
+    if (nonblock) {
+        fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+    }
+    return 0;
+}
+
+/* A pipe, both ends close-on-exec (and non-blocking when asked). */
+static inline int cp_pipe(int fds[2], int nonblock) {
+#if (defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) \
+     || defined(__OpenBSD__)) && !defined(CP_PORTABLE_FALLBACKS)
+    return pipe2(fds, O_CLOEXEC | (nonblock ? O_NONBLOCK : 0));
+#else
+    if (pipe(fds) < 0) return -1;
+    if (cp_set_fd_flags(fds[0], nonblock) < 0 || cp_set_fd_flags(fds[1], nonblock) < 0) {
+        int saved = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = saved;
+        return -1;
+    }
+    return 0;
+#endif
+}
+
+/* A connected AF_UNIX stream pair, close-on-exec (and non-blocking when asked); writes on it
+ * never raise SIGPIPE where MSG_NOSIGNAL is missing. */
+static inline int cp_socketpair(int fds[2], int nonblock) {
+#if defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK) && !defined(CP_PORTABLE_FALLBACKS)
+    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0, fds);
+#else
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0) return -1;
+    for (int i = 0; i < 2; i++) {
+        if (cp_set_fd_flags(fds[i], nonblock) < 0) goto fail;
+#  ifdef SO_NOSIGPIPE
+        int one = 1;
+        if (setsockopt(fds[i], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one) < 0) goto fail;
+#  endif
+    }
+    return 0;
+fail:
+    {
+        int saved = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = saved;
+        return -1;
+    }
+#endif
+}
 
 /* ---- pidfd ------------------------------------------------------------------------- */
 
@@ -208,12 +273,25 @@ static inline int cp_posix_spawn(pid_t *pid, const char *path, char *const argv[
         else
             err = posix_spawn_file_actions_adddup2(&fa, fds[i], i);
     }
-    if (!err) err = cp_addclosefrom(&fa, nfds);
+#ifdef POSIX_SPAWN_CLOEXEC_DEFAULT
+    /* macOS: no closefrom file action, but a flag that closes every descriptor the file
+     * actions do not name (our sources were moved above nfds, so none is its own target) */
+    if (!err && !cp_addclosefrom) err = posix_spawnattr_setflags(&attr, flags | POSIX_SPAWN_CLOEXEC_DEFAULT);
+#endif
+    if (!err && cp_addclosefrom) err = cp_addclosefrom(&fa, nfds);
     if (!err && cwd) err = cp_addchdir(&fa, cwd);
     if (!err) err = posix_spawn(pid, path, &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     return err;
+}
+
+static inline int cp_can_close_others(void) {
+#ifdef POSIX_SPAWN_CLOEXEC_DEFAULT
+    return 1;
+#else
+    return cp_addclosefrom != NULL;
+#endif
 }
 
 static inline int cp_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
@@ -230,7 +308,7 @@ static inline int cp_spawn(pid_t *pid, const char *path, char *const argv[], cha
         }
         fds[i] = src;
     }
-    if (uid == -1 && gid == -1 && cp_addchdir && cp_addclosefrom) {
+    if (uid == -1 && gid == -1 && (cwd == NULL || cp_addchdir) && cp_can_close_others()) {
         err = cp_posix_spawn(pid, path, argv, envp, cwd, fds, nfds, detached);
     } else {
         cp_spawn_req req;
