@@ -79,11 +79,16 @@ cdef extern from "cp_platform.h" nogil:
         const int *fds
         int nfds
         int setsid
+        int setpgroup
+        int pdeathsig
+        pid_t parent
         long uid
         long gid
     int cp_vfork_spawn(const cp_spawn_req *req, pid_t *pid_out)
     int cp_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
-                 const char *cwd, const int *fds, int nfds, int detached, long uid, long gid)
+                 const char *cwd, const int *fds, int nfds, int spawn_flags, long uid, long gid,
+                 int pdeathsig)
+    int CP_SPAWN_SETSID, CP_SPAWN_SETPGROUP
     int cp_sigchld_add_wake_fd(int fd)
     void cp_sigchld_remove_wake_fd(int fd)
 
@@ -145,13 +150,15 @@ def find_executable(bytes file, object path_env, object cwd):
 
 
 def spawn(bytes path, list argv, list envp, object cwd, list fds, bint detached,
-          long uid=-1, long gid=-1):
+          long uid=-1, long gid=-1, bint new_group=False, int pdeathsig=0):
     """Start ``path`` and return its pid.
 
     ``fds[i]`` is the parent descriptor that becomes the child's fd ``i`` (``FD_CLOSED``,
     ``FD_DEVNULL``). The child gets exactly these descriptors: everything else is closed, even
-    inheritable descriptors the parent holds.
+    inheritable descriptors the parent holds. ``new_group``: the child leads a process group of
+    its own; ``pdeathsig``: the signal it gets when this thread ends (Linux).
     """
+    cdef int flags = (CP_SPAWN_SETSID if detached else 0) | (CP_SPAWN_SETPGROUP if new_group else 0)
     cdef int nfds = len(fds)
     cdef int *cfds = <int *>malloc((nfds + 1) * sizeof(int))
     cdef char **c_argv = NULL
@@ -172,7 +179,8 @@ def spawn(bytes path, list argv, list envp, object cwd, list fds, bint detached,
         for i in range(nfds):
             cfds[i] = fds[i]
         with nogil:
-            err = cp_spawn(&pid, c_path, c_argv, c_envp, c_cwd, cfds, nfds, detached, uid, gid)
+            err = cp_spawn(&pid, c_path, c_argv, c_envp, c_cwd, cfds, nfds, flags, uid, gid,
+                           pdeathsig)
         if err != 0:
             raise OSError(err, "spawn")
         return pid

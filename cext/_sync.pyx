@@ -65,7 +65,9 @@ cdef extern from "cp_platform.h" nogil:
     int MSG_NOSIGNAL
     int cp_pidfd_send_signal(int pidfd, int sig)
     int cp_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
-                 const char *cwd, const int *fds, int nfds, int detached, long uid, long gid)
+                 const char *cwd, const int *fds, int nfds, int spawn_flags, long uid, long gid,
+                 int pdeathsig)
+    int CP_SPAWN_SETSID, CP_SPAWN_SETPGROUP
     int CP_FD_CLOSED, CP_FD_DEVNULL
 
 cp_resolve_spawn_extensions()
@@ -139,14 +141,18 @@ include "cstrings.pxi"
 
 
 def run(bytes path, list argv, list envp, object cwd, list slots, bint detached, long uid,
-        long gid, object input, double timeout, int kill_signal, long long max_buffer):
+        long gid, object input, double timeout, int kill_signal, long long max_buffer,
+        bint new_group=False, int pdeathsig=0):
     """Run a child to completion.
 
     ``slots[i]``: a parent descriptor, FD_CLOSED, FD_DEVNULL, PIPE_IN or PIPE_OUT. Returns
     ``(pid, status, outputs, spawn_errno, ended)``: ``status`` is the wait status (-1 if it could
     not be had), ``outputs[i]`` the bytes captured for a PIPE_OUT slot (else None), ``spawn_errno``
     non-zero when the child could not start, ``ended`` ENDED_OK/ENDED_TIMEOUT/ENDED_MAXBUFFER.
+    ``new_group``: the child leads its own process group, and the timeout and max_buffer kills
+    go to the whole group. ``pdeathsig``: the signal the child gets if this thread ends (Linux).
     """
+    cdef int spawn_flags = (CP_SPAWN_SETSID if detached else 0) | (CP_SPAWN_SETPGROUP if new_group else 0)
     cdef int nslots = len(slots)
     cdef int *cfds = <int *>malloc((nslots + 1) * sizeof(int))
     cdef Capture *caps = <Capture *>malloc((nslots + 1) * sizeof(Capture))
@@ -207,8 +213,8 @@ def run(bytes path, list argv, list envp, object cwd, list slots, bint detached,
                 cfds[i] = code
         if err == 0:
             with nogil:
-                err = cp_spawn(&pid, c_path, c_argv, c_envp, c_cwd, cfds, nslots, detached,
-                               uid, gid)
+                err = cp_spawn(&pid, c_path, c_argv, c_envp, c_cwd, cfds, nslots, spawn_flags,
+                               uid, gid, pdeathsig)
         for i in range(nchild_ends):
             close(child_ends[i])
         if err != 0:
@@ -225,7 +231,7 @@ def run(bytes path, list argv, list envp, object cwd, list slots, bint detached,
             ended = _supervise(pid, pidfd, &status, &exited, in_fd,
                                <const char *>(in_view.buf if have_input else NULL),
                                in_view.len if have_input else 0, caps, ncaps, pfds,
-                               timeout, kill_signal, max_buffer)
+                               timeout, kill_signal, max_buffer, new_group)
             if pidfd >= 0:
                 close(pidfd)
         outputs = [None] * nslots
@@ -259,7 +265,7 @@ cdef object _take(Capture *c):
 cdef int _supervise(pid_t pid, int pidfd, int *status, bint *exited, int in_fd,
                     const char *input, Py_ssize_t in_len, Capture *caps, int ncaps,
                     pollfd *pfds, double timeout, int kill_signal,
-                    long long max_buffer) noexcept nogil:
+                    long long max_buffer, bint group) noexcept nogil:
     """Until the child has exited and every capture pipe has ended (or been closed after a kill)."""
     cdef double deadline = _now() + timeout if timeout > 0 else -1
     cdef int ended = C_ENDED_OK, n, i, k, ms, rc
@@ -311,7 +317,7 @@ cdef int _supervise(pid_t pid, int pidfd, int *status, bint *exited, int in_fd,
                 if sleep_s < 0.02:
                     sleep_s *= 2
                 if deadline >= 0 and _now() >= deadline and not killed and not exited[0]:
-                    cp_kill(pid, pidfd, kill_signal)
+                    cp_kill(pid, pidfd, kill_signal, group)
                     killed = True
                     ended = C_ENDED_TIMEOUT
                 continue
@@ -320,13 +326,13 @@ cdef int _supervise(pid_t pid, int pidfd, int *status, bint *exited, int in_fd,
             if errno == EINTR:
                 continue
             # cannot wait any more: make sure the child ends and reap it
-            cp_kill(pid, pidfd, 9)
+            cp_kill(pid, pidfd, 9, group)
             _reap(pid, status, exited)
             return ended
         if deadline >= 0 and _now() >= deadline:
             # checked on every wake-up too: a child writing without pause must not delay it
             if not killed and not exited[0]:
-                cp_kill(pid, pidfd, kill_signal)
+                cp_kill(pid, pidfd, kill_signal, group)
                 killed = True
                 ended = C_ENDED_TIMEOUT
             _close_all(&in_fd, caps, ncaps)      # as Node: after the kill, only the exit matters
@@ -367,7 +373,7 @@ cdef int _supervise(pid_t pid, int pidfd, int *status, bint *exited, int in_fd,
                         c.length += got
                         if max_buffer >= 0 and c.length > max_buffer:
                             if not killed and not exited[0]:
-                                cp_kill(pid, pidfd, kill_signal)
+                                cp_kill(pid, pidfd, kill_signal, group)
                                 killed = True
                                 ended = C_ENDED_MAXBUFFER
                             _close_all(&in_fd, caps, ncaps)
@@ -403,8 +409,10 @@ cdef void _reap(pid_t pid, int *status, bint *exited) noexcept nogil:
     exited[0] = True
 
 
-cdef void cp_kill(pid_t pid, int pidfd, int sig) noexcept nogil:
-    if pidfd >= 0:
+cdef void cp_kill(pid_t pid, int pidfd, int sig, bint group) noexcept nogil:
+    if group:
+        kill(-pid, sig)         # the child leads its group: everything it started too
+    elif pidfd >= 0:
         cp_pidfd_send_signal(pidfd, sig)
     else:
         kill(pid, sig)

@@ -20,6 +20,9 @@
 #include <sys/wait.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
+#if defined(__linux__)
+#  include <sys/prctl.h>
+#endif
 
 #ifndef POSIX_SPAWN_SETSID
 #  ifdef __linux__
@@ -171,9 +174,15 @@ typedef struct {
     const int *fds;         /* fds[i] = source for child fd i; -1 closed; -2 /dev/null */
     int nfds;
     int setsid;
+    int setpgroup;          /* lead a new process group (kill_tree) */
+    int pdeathsig;          /* 0, or the signal to get when the parent dies (Linux) */
+    pid_t parent;           /* the parent's pid, checked again after PR_SET_PDEATHSIG */
     long uid;               /* -1: unchanged */
     long gid;               /* -1: unchanged */
 } cp_spawn_req;
+
+#define CP_SPAWN_SETSID 1
+#define CP_SPAWN_SETPGROUP 2
 
 static inline void cp_child_after_vfork(const cp_spawn_req *req, volatile int *child_errno) {
     struct sigaction sa;
@@ -186,6 +195,14 @@ static inline void cp_child_after_vfork(const cp_spawn_req *req, volatile int *c
         sigaction(i, &sa, NULL);   /* errors (internal signals) are harmless */
     }
     if (req->setsid && setsid() < 0) goto fail;
+    if (req->setpgroup && !req->setsid && setpgid(0, 0) < 0) goto fail;
+#if defined(__linux__)
+    if (req->pdeathsig) {
+        if (prctl(PR_SET_PDEATHSIG, (unsigned long)req->pdeathsig, 0UL, 0UL, 0UL) < 0) goto fail;
+        /* the parent may have died before the request took effect: then nobody will tell us */
+        if (getppid() != req->parent) _exit(127);
+    }
+#endif
     for (i = 0; i < req->nfds; i++) {
         int src = req->fds[i];
         if (src == -1) { close(i); continue; }
@@ -249,13 +266,14 @@ static inline int cp_vfork_spawn(const cp_spawn_req *req, pid_t *pid_out) {
 #define CP_FD_DEVNULL (-2)
 
 static inline int cp_posix_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
-                          const char *cwd, const int *fds, int nfds, int detached) {
+                          const char *cwd, const int *fds, int nfds, int spawn_flags) {
     posix_spawnattr_t attr;
     posix_spawn_file_actions_t fa;
     sigset_t mask, defaults;
     int i, err;
     short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
-    if (detached) flags |= POSIX_SPAWN_SETSID;
+    if (spawn_flags & CP_SPAWN_SETSID) flags |= POSIX_SPAWN_SETSID;
+    else if (spawn_flags & CP_SPAWN_SETPGROUP) flags |= POSIX_SPAWN_SETPGROUP;
     posix_spawnattr_init(&attr);
     posix_spawn_file_actions_init(&fa);
     sigemptyset(&mask);
@@ -265,6 +283,7 @@ static inline int cp_posix_spawn(pid_t *pid, const char *path, char *const argv[
     err = posix_spawnattr_setflags(&attr, flags);
     if (!err) err = posix_spawnattr_setsigmask(&attr, &mask);
     if (!err) err = posix_spawnattr_setsigdefault(&attr, &defaults);
+    if (!err && (flags & POSIX_SPAWN_SETPGROUP)) err = posix_spawnattr_setpgroup(&attr, 0);
     for (i = 0; i < nfds && !err; i++) {
         if (fds[i] == CP_FD_DEVNULL)
             err = posix_spawn_file_actions_addopen(&fa, i, "/dev/null", i == 0 ? O_RDONLY : O_RDWR, 0);
@@ -295,7 +314,8 @@ static inline int cp_can_close_others(void) {
 }
 
 static inline int cp_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
-                    const char *cwd, const int *fds_in, int nfds, int detached, long uid, long gid) {
+                    const char *cwd, const int *fds_in, int nfds, int spawn_flags, long uid, long gid,
+                    int pdeathsig) {
     int fds[nfds > 0 ? nfds : 1];
     int tmp[nfds > 0 ? nfds : 1];
     int ntmp = 0, i, err = 0;
@@ -308,12 +328,15 @@ static inline int cp_spawn(pid_t *pid, const char *path, char *const argv[], cha
         }
         fds[i] = src;
     }
-    if (uid == -1 && gid == -1 && (cwd == NULL || cp_addchdir) && cp_can_close_others()) {
-        err = cp_posix_spawn(pid, path, argv, envp, cwd, fds, nfds, detached);
+    if (uid == -1 && gid == -1 && pdeathsig == 0 && (cwd == NULL || cp_addchdir)
+            && cp_can_close_others()) {
+        err = cp_posix_spawn(pid, path, argv, envp, cwd, fds, nfds, spawn_flags);
     } else {
         cp_spawn_req req;
         req.path = path; req.argv = argv; req.envp = envp; req.cwd = cwd; req.fds = fds;
-        req.nfds = nfds; req.setsid = detached; req.uid = uid; req.gid = gid;
+        req.nfds = nfds; req.setsid = (spawn_flags & CP_SPAWN_SETSID) != 0;
+        req.setpgroup = (spawn_flags & CP_SPAWN_SETPGROUP) != 0;
+        req.pdeathsig = pdeathsig; req.parent = getpid(); req.uid = uid; req.gid = gid;
         err = cp_vfork_spawn(&req, pid);
     }
 out:

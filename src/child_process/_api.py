@@ -16,14 +16,16 @@ from ._options import check_string, normalize_spawn
 def spawn(command: Any, args: Sequence[Any] = (), *, cwd: Any = None, env: Any = None,
           argv0: Any = None, stdio: Any = "pipe", detached: bool = False, uid: Any = None,
           gid: Any = None, serialization: str = "json", shell: Any = False, signal: Any = None,
-          timeout: Any = None, kill_signal: Any = "SIGTERM") -> ChildProcess:
+          timeout: Any = None, kill_signal: Any = "SIGTERM", kill_tree: bool = False,
+          die_with_parent: Any = False) -> ChildProcess:
     """Start ``command`` with ``args``; return its ChildProcess at once (Node's spawn).
 
     A failure to start never raises: the child emits 'error' on the next loop turn.
     """
     spec = normalize_spawn(command, args, cwd=cwd, env=env, argv0=argv0, stdio=stdio,
                            detached=detached, uid=uid, gid=gid, serialization=serialization,
-                           shell=shell, signal=signal, timeout=timeout, kill_signal=kill_signal)
+                           shell=shell, signal=signal, timeout=timeout, kill_signal=kill_signal,
+                           kill_tree=kill_tree, die_with_parent=die_with_parent)
     child = ChildProcess()
     child._spawn(spec)
     return child
@@ -33,7 +35,8 @@ def fork(module_path: Any, args: Sequence[Any] = (), *, cwd: Any = None, detache
          env: Any = None, exec_path: Any = None, exec_argv: Any = None, gid: Any = None,
          uid: Any = None, serialization: str = "json", signal: Any = None,
          kill_signal: Any = "SIGTERM", silent: bool = False, stdio: Any = None,
-         timeout: Any = None) -> ChildProcess:
+         timeout: Any = None, kill_tree: bool = False,
+         die_with_parent: Any = False) -> ChildProcess:
     """Run ``exec_path`` (default: this Python) on ``module_path`` with an IPC channel.
 
     The child talks back through ``child_process.parent`` (a Python child) or ``process.send``
@@ -63,4 +66,4 @@ def fork(module_path: Any, args: Sequence[Any] = (), *, cwd: Any = None, detache
     return spawn(command, list(exec_argv) + [module] + list(args), cwd=cwd, env=env,
                  stdio=stdio, detached=detached, uid=uid, gid=gid,
                  serialization=serialization, signal=signal, timeout=timeout,
-                 kill_signal=kill_signal)
+                 kill_signal=kill_signal, kill_tree=kill_tree, die_with_parent=die_with_parent)

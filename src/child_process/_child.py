@@ -32,12 +32,13 @@ def start(spec: SpawnSpec, env: List[bytes], child_fds: List[int]) -> int:
     path = _spawn.find_executable(spec.file, spec.path_env, spec.cwd)
     try:
         return _spawn.spawn(path, spec.args, env, spec.cwd, child_fds, spec.detached,
-                            spec.uid, spec.gid)
+                            spec.uid, spec.gid, spec.kill_tree, spec.pdeathsig)
     except OSError as exc:
         if exc.errno != _errno.ENOEXEC:
             raise
     return _spawn.spawn(b"/bin/sh", [b"/bin/sh", path] + spec.args[1:], env, spec.cwd,
-                        child_fds, spec.detached, spec.uid, spec.gid)
+                        child_fds, spec.detached, spec.uid, spec.gid, spec.kill_tree,
+                        spec.pdeathsig)
 
 
 def _bind_asyncio(loop: Loop) -> None:
@@ -73,6 +74,7 @@ class ChildProcess(ChannelOwner):
         self._timer: Optional[Timer] = None
         self._abort_signal: Any = None
         self._kill_signal = 15
+        self._kill_tree = False
 
     def __repr__(self) -> str:
         state = ("closed" if self._closed else "exited" if self._exited else
@@ -87,6 +89,7 @@ class ChildProcess(ChannelOwner):
         self.spawnfile = spec.spawnfile
         self.spawnargs = spec.spawnargs
         self._kill_signal = spec.kill_signal
+        self._kill_tree = spec.kill_tree
         slots = spec.stdio
         parent_ends: List[Tuple[int, str, int]] = []   # (index, kind, fd)
         child_fds: List[int] = []
@@ -272,6 +275,8 @@ class ChildProcess(ChannelOwner):
         """Send ``signal`` (name or number; 0 probes). False once the child has exited."""
         number = check_signal(signal, "signal", allow_zero=True)
         watcher = self._watcher
+        if self._kill_tree and watcher is not None:
+            return self._kill_group(number)
         if watcher is None or watcher.reaped:
             return False
         try:
@@ -279,6 +284,21 @@ class ChildProcess(ChannelOwner):
         except OSError as exc:
             if exc.errno != _errno.ESRCH:
                 self.emit("error", errno_exception(exc.errno, "kill"))
+            return False
+        if number != 0:
+            self.killed = True
+        return True
+
+    def _kill_group(self, number: int) -> bool:
+        """kill_tree: the child leads its process group; signal all of it. Also after the child
+        itself has ended, for what it left behind (the group id cannot be reused while any
+        member lives, so this never reaches a stranger)."""
+        try:
+            os.killpg(self.pid, number)
+        except ProcessLookupError:
+            return False
+        except OSError as exc:
+            self.emit("error", errno_exception(exc.errno, "kill"))
             return False
         if number != 0:
             self.killed = True

@@ -17,7 +17,8 @@ def exec_file(file: Any, args: Sequence[Any] = (), *, cwd: Any = None, env: Any 
               encoding: Optional[str] = "utf-8", timeout: Any = 0,
               max_buffer: Any = 1024 * 1024, kill_signal: Any = "SIGTERM", uid: Any = None,
               gid: Any = None, shell: Any = False, signal: Any = None,
-              callback: Optional[Callable] = None) -> ChildProcess:
+              callback: Optional[Callable] = None, kill_tree: bool = False,
+              die_with_parent: Any = False) -> ChildProcess:
     """Run ``file`` (no shell unless asked) and call ``callback(err, stdout, stderr)`` at the end."""
     if callback is not None and not callable(callback):
         from ._errors import invalid_arg_type
@@ -25,7 +26,8 @@ def exec_file(file: Any, args: Sequence[Any] = (), *, cwd: Any = None, env: Any 
     limit = check_max_buffer(max_buffer)
     codec = check_encoding(encoding)
     spec = normalize_spawn(file, args, cwd=cwd, env=env, stdio="pipe", uid=uid, gid=gid,
-                           shell=shell, signal=signal, timeout=timeout, kill_signal=kill_signal)
+                           shell=shell, signal=signal, timeout=timeout, kill_signal=kill_signal,
+                           kill_tree=kill_tree, die_with_parent=die_with_parent)
     cmd = " ".join([spec_name(file)] + [spec_name(a) for a in (args or ())])
     return _start(spec, cmd, limit, codec, callback)
 
@@ -33,7 +35,8 @@ def exec_file(file: Any, args: Sequence[Any] = (), *, cwd: Any = None, env: Any 
 def exec(command: Any, *, cwd: Any = None, env: Any = None, encoding: Optional[str] = "utf-8",
          shell: Any = "/bin/sh", signal: Any = None, timeout: Any = 0,
          max_buffer: Any = 1024 * 1024, kill_signal: Any = "SIGTERM", uid: Any = None,
-         gid: Any = None, callback: Optional[Callable] = None) -> ChildProcess:
+         gid: Any = None, callback: Optional[Callable] = None, kill_tree: bool = False,
+         die_with_parent: Any = False) -> ChildProcess:
     """Run ``command`` through the shell and call ``callback(err, stdout, stderr)`` at the end."""
     if callback is not None and not callable(callback):
         from ._errors import invalid_arg_type
@@ -42,7 +45,8 @@ def exec(command: Any, *, cwd: Any = None, env: Any = None, encoding: Optional[s
     codec = check_encoding(encoding)
     spec = normalize_spawn(command, (), cwd=cwd, env=env, stdio="pipe", uid=uid, gid=gid,
                            shell=shell if shell else True, signal=signal, timeout=timeout,
-                           kill_signal=kill_signal)
+                           kill_signal=kill_signal, kill_tree=kill_tree,
+                           die_with_parent=die_with_parent)
     return _start(spec, spec_name(command), limit, codec, callback)
 
 

@@ -6,6 +6,7 @@ The result is a plain ``SpawnSpec``: the layers below never validate again.
 from __future__ import annotations
 
 import os
+import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
     from typing import Any, List, Optional
@@ -37,10 +38,12 @@ class SpawnSpec:
 
     __slots__ = ("file", "args", "spawnfile", "spawnargs", "env", "path_env", "cwd", "stdio",
                  "detached", "uid", "gid", "serialization", "timeout", "kill_signal", "signal",
-                 "ipc_index")
+                 "ipc_index", "kill_tree", "pdeathsig")
 
     def __init__(self) -> None:
         self.ipc_index = -1
+        self.kill_tree = False
+        self.pdeathsig = 0
 
 
 # -- scalar validators ---------------------------------------------------------------------
@@ -129,6 +132,17 @@ def check_signal(value: Any, name: str = "signal", *, allow_zero: bool = False) 
             return int(value)
         raise NodeTypeError("ERR_UNKNOWN_SIGNAL", f"Unknown signal: {value}")
     raise invalid_arg_type(name, "of type string or number", value)
+
+
+def check_die_with_parent(value: Any, name: str = "options.die_with_parent") -> int:
+    """False/None: 0; True: SIGKILL; a signal name or number: that signal (Linux only)."""
+    if value is None or value is False:
+        return 0
+    number = 9 if value is True else check_signal(value, name)
+    if not sys.platform.startswith("linux"):
+        raise NodeValueError("ERR_FEATURE_UNAVAILABLE_ON_PLATFORM",
+                             "die_with_parent needs Linux's PR_SET_PDEATHSIG")
+    return number
 
 
 def check_abort_signal(value: Any, name: str = "options.signal") -> Any:
@@ -245,7 +259,8 @@ def normalize_spawn(command: Any, args: Any, *, cwd: Any = None, env: Any = None
                     argv0: Any = None, stdio: Any = "pipe", detached: Any = False,
                     uid: Any = None, gid: Any = None, serialization: Any = "json",
                     shell: Any = False, signal: Any = None, timeout: Any = None,
-                    kill_signal: Any = "SIGTERM", sync: bool = False) -> SpawnSpec:
+                    kill_signal: Any = "SIGTERM", kill_tree: Any = False,
+                    die_with_parent: Any = False, sync: bool = False) -> SpawnSpec:
     """Validate spawn()'s arguments (Node's order and codes) into a SpawnSpec."""
     file = check_string(command, "file")
     if not file:
@@ -266,6 +281,8 @@ def normalize_spawn(command: Any, args: Any, *, cwd: Any = None, env: Any = None
     spec.timeout = check_timeout(timeout)
     spec.kill_signal = check_signal(kill_signal, "options.killSignal")
     spec.signal = check_abort_signal(signal)
+    spec.kill_tree = check_bool(kill_tree, "options.kill_tree")
+    spec.pdeathsig = check_die_with_parent(die_with_parent)
     if argv0 is not None:
         argv0 = check_string(argv0, "options.argv0", allow_bytes=True)
     if not isinstance(shell, (bool, str)) and not isinstance(shell, os.PathLike):

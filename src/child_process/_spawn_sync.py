@@ -45,7 +45,8 @@ def spawn_sync(command: Any, args: Sequence[Any] = (), *, cwd: Any = None, input
                argv0: Any = None, stdio: Any = "pipe", env: Any = None, uid: Any = None,
                gid: Any = None, timeout: Any = None, kill_signal: Any = "SIGTERM",
                max_buffer: Any = 1024 * 1024, encoding: Optional[str] = None,
-               shell: Any = False) -> SpawnSyncResult:
+               shell: Any = False, kill_tree: bool = False,
+               die_with_parent: Any = False) -> SpawnSyncResult:
     """Run ``command`` to completion and return its SpawnSyncResult (Node's spawnSync).
 
     Never raises for what happens to the child: a failed start, a timeout (``ETIMEDOUT``) or too
@@ -53,7 +54,8 @@ def spawn_sync(command: Any, args: Sequence[Any] = (), *, cwd: Any = None, input
     """
     spec = normalize_spawn(command, args, cwd=cwd, env=env, argv0=argv0, stdio=stdio,
                            uid=uid, gid=gid, shell=shell, timeout=timeout,
-                           kill_signal=kill_signal, sync=True)
+                           kill_signal=kill_signal, kill_tree=kill_tree,
+                           die_with_parent=die_with_parent, sync=True)
     data = check_input(input)
     limit = check_max_buffer(max_buffer)
     codec = check_encoding(encoding)
@@ -81,11 +83,12 @@ def _run(spec: Any, data: Any, limit: int, codec: Optional[str]) -> SpawnSyncRes
     args = spec.args
     pid, status, outputs, spawn_errno, ended = _sync.run(
         path, args, spec.env, spec.cwd, slots, spec.detached, spec.uid, spec.gid, feed,
-        spec.timeout, spec.kill_signal, limit)
+        spec.timeout, spec.kill_signal, limit, spec.kill_tree, spec.pdeathsig)
     if spawn_errno == _errno.ENOEXEC:      # no #! line: through /bin/sh, as execvp does
         pid, status, outputs, spawn_errno, ended = _sync.run(
             b"/bin/sh", [b"/bin/sh", path] + args[1:], spec.env, spec.cwd, slots, spec.detached,
-            spec.uid, spec.gid, feed, spec.timeout, spec.kill_signal, limit)
+            spec.uid, spec.gid, feed, spec.timeout, spec.kill_signal, limit, spec.kill_tree,
+            spec.pdeathsig)
     if spawn_errno:
         return _failed(spawn_errno, spec, syscall)
     if codec is not None:
@@ -113,14 +116,16 @@ def exec_file_sync(file: Any, args: Sequence[Any] = (), *, cwd: Any = None, inpu
                    stdio: Any = None, env: Any = None, uid: Any = None, gid: Any = None,
                    timeout: Any = None, kill_signal: Any = "SIGTERM",
                    max_buffer: Any = 1024 * 1024, encoding: Optional[str] = None,
-                   shell: Any = False) -> Any:
+                   shell: Any = False, kill_tree: bool = False,
+                   die_with_parent: Any = False) -> Any:
     """Run ``file`` and return its stdout; raise ExecError on failure (Node's execFileSync).
 
     Unless ``stdio`` is given, the child's stderr is captured *and* copied to ours, as in Node.
     """
     result = spawn_sync(file, args, cwd=cwd, input=input, stdio=stdio if stdio is not None else "pipe",
                         env=env, uid=uid, gid=gid, timeout=timeout, kill_signal=kill_signal,
-                        max_buffer=max_buffer, encoding=encoding, shell=shell)
+                        max_buffer=max_buffer, encoding=encoding, shell=shell,
+                        kill_tree=kill_tree, die_with_parent=die_with_parent)
     cmd = " ".join([os.fsdecode(file) if not isinstance(file, str) else file]
                    + [os.fsdecode(a) if not isinstance(a, str) else a for a in (args or ())])
     return _check(result, cmd, stdio is None)
@@ -129,12 +134,14 @@ def exec_file_sync(file: Any, args: Sequence[Any] = (), *, cwd: Any = None, inpu
 def exec_sync(command: Any, *, cwd: Any = None, input: Any = None, stdio: Any = None,
               env: Any = None, shell: Any = "/bin/sh", uid: Any = None, gid: Any = None,
               timeout: Any = None, kill_signal: Any = "SIGTERM", max_buffer: Any = 1024 * 1024,
-              encoding: Optional[str] = None) -> Any:
+              encoding: Optional[str] = None, kill_tree: bool = False,
+              die_with_parent: Any = False) -> Any:
     """Run ``command`` through the shell and return its stdout; raise ExecError on failure."""
     result = spawn_sync(command, (), cwd=cwd, input=input,
                         stdio=stdio if stdio is not None else "pipe", env=env, uid=uid, gid=gid,
                         timeout=timeout, kill_signal=kill_signal, max_buffer=max_buffer,
-                        encoding=encoding, shell=shell if shell else True)
+                        encoding=encoding, shell=shell if shell else True, kill_tree=kill_tree,
+                        die_with_parent=die_with_parent)
     return _check(result, command if isinstance(command, str) else os.fsdecode(command),
                   stdio is None)
 
