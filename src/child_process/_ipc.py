@@ -115,11 +115,15 @@ class Channel:
 
     def send(self, message: Any = _MISSING, send_handle: Any = None, *, keep_open: bool = False,
              callback: Optional[Callable] = None) -> bool:
+        return self._send(message, send_handle, keep_open, callback)
+
+    def _send(self, message: Any, send_handle: Any, keep_open: bool,
+              callback: Optional[Callable]) -> bool:
         if message is _MISSING:
             raise NodeTypeError("ERR_MISSING_ARGS", 'The "message" argument must be specified')
         if callback is not None and not callable(callback):
             raise NodeTypeError("ERR_INVALID_ARG_TYPE", 'The "callback" argument must be callable')
-        if self._check is not None:
+        if self._check is not None and type(message) not in _PLAIN_TOP_TYPES:
             self._check(message)
         kind = _handles.describe(send_handle) if send_handle is not None else None
         if not self.connected:
@@ -448,6 +452,8 @@ class Channel:
 
 
 _CONSUMED = object()     # a protocol message the channel handled itself
+#: top-level types every mode's send() accepts as they are (the check runs for the others)
+_PLAIN_TOP_TYPES = frozenset((dict, list, str, float, bool, type(None)))
 
 
 def _close_quietly(sock: Any) -> None:
@@ -489,7 +495,7 @@ class ChannelOwner(EventEmitter):
             else:
                 loop.call_soon(self.emit, "error", err)
             return False
-        return channel.send(message, send_handle, keep_open=keep_open, callback=callback)
+        return channel._send(message, send_handle, keep_open, callback)
 
     def disconnect(self) -> None:
         """Close the channel once queued messages are written; 'disconnect' follows."""
