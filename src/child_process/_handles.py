@@ -9,7 +9,6 @@ is what the receiving side (libuv's ``uv_guess_handle`` in Node) will look at to
 from __future__ import annotations
 
 import os
-import socket
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
     from typing import Any, Dict, Optional, Tuple
@@ -19,8 +18,7 @@ from ._errors import NodeTypeError
 #: How many times a socket is sent again when the receiver answers NODE_HANDLE_NACK (Node's).
 MAX_RETRANSMISSIONS = 3
 
-_INET = (socket.AF_INET, socket.AF_INET6)
-_STREAM_FAMILIES = _INET + (socket.AF_UNIX,)
+# ``socket`` is imported on first use: it costs a forked child ~2 ms of start-up.
 
 
 class SentHandleNotReceivedWarning(RuntimeWarning):
@@ -35,6 +33,7 @@ def describe(handle: Any) -> Optional[Tuple[str, Dict[str, Any]]]:
     """(Node type name, extra envelope fields) for a sendable handle; None for a socket that is
     already closed (Node then sends the message without a handle). Raises ERR_INVALID_HANDLE_TYPE
     for anything else."""
+    import socket
     if not isinstance(handle, socket.socket):
         raise invalid_handle()
     fd = handle.fileno()
@@ -45,18 +44,19 @@ def describe(handle: Any) -> Optional[Tuple[str, Dict[str, Any]]]:
         family = handle.family
     except OSError:
         raise invalid_handle() from None
-    if kind == socket.SOCK_STREAM and family in _STREAM_FAMILIES:
+    inet = (socket.AF_INET, socket.AF_INET6)
+    if kind == socket.SOCK_STREAM and family in inet + (socket.AF_UNIX,):
         if handle.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
             return "net.Server", {}
         if _connected(handle):
             return "net.Socket", {}
         return "net.Native", {}
-    if kind == socket.SOCK_DGRAM and family in _INET:
+    if kind == socket.SOCK_DGRAM and family in inet:
         return "dgram.Socket", {"dgramType": "udp4" if family == socket.AF_INET else "udp6"}
     return "net.Native", {}
 
 
-def _connected(handle: socket.socket) -> bool:
+def _connected(handle: Any) -> bool:
     try:
         handle.getpeername()
     except OSError:
@@ -72,13 +72,14 @@ def envelope(kind: str, extra: Dict[str, Any], message: Any) -> Dict[str, Any]:
     return wrapped
 
 
-def rebuild(fd: int) -> socket.socket:
+def rebuild(fd: int) -> Any:
     """A ``socket.socket`` of the descriptor's own family and type (taking ownership of ``fd``).
 
     The descriptor's blocking mode is left alone -- it is shared with the sender, and Node's
     sockets are non-blocking -- and the Python object says so: timeout 0.0 when non-blocking.
     Raises OSError (ENOTSOCK) for a descriptor that is not a socket, after closing it.
     """
+    import socket
     try:
         sock = socket.socket(fileno=fd)
     except BaseException:
