@@ -545,6 +545,34 @@ def internal_positions(list messages):
     return found
 
 
+_plain_emit = None
+
+
+def set_plain_emit(emit):
+    """EventEmitter.emit: owners that keep it get their 'message' listeners called from here,
+    without a Python frame of emit() per message (the order and arity rules are the same)."""
+    global _plain_emit
+    _plain_emit = emit
+
+
+cdef inline bint _call_listeners(tuple entries, object message, object handle) except -1:
+    """Call each (fn, nargs, once) entry as emit() would; 0 if a once-listener needs emit()."""
+    cdef tuple entry
+    cdef Py_ssize_t nargs
+    for entry in entries:
+        if entry[2] is not None:
+            return 0
+    for entry in entries:
+        nargs = entry[1]
+        if nargs >= 2:
+            entry[0](message, handle)
+        elif nargs == 1:
+            entry[0](message)
+        else:
+            entry[0]()
+    return 1
+
+
 def dispatch(list messages, Py_ssize_t start, object owner, object handle, object on_raise):
     """Deliver ``messages[start:]`` to ``owner``: 'internalMessage', 'message', or the queue of
     messages waiting for a 'message' listener. If a listener raises, ``on_raise(next_index)``
@@ -552,6 +580,7 @@ def dispatch(list messages, Py_ssize_t start, object owner, object handle, objec
     handle."""
     cdef Py_ssize_t i, n = len(messages)
     cdef WithHandle wrapped
+    cdef bint plain = _plain_emit is not None and getattr(type(owner), "emit", None) is _plain_emit
     emit = owner.emit
     for i in range(start, n):
         message = messages[i]
@@ -563,8 +592,12 @@ def dispatch(list messages, Py_ssize_t start, object owner, object handle, objec
         try:
             if _is_internal(message):
                 emit("internalMessage", message, h)
-            elif owner._pending_messages is None and owner._events.get("message"):
-                emit("message", message, h)
+            elif owner._pending_messages is None:
+                entries = owner._events.get("message")
+                if not entries:
+                    owner._queue_message(message, h)
+                elif not (plain and type(entries) is tuple and _call_listeners(entries, message, h)):
+                    emit("message", message, h)
             else:
                 owner._queue_message(message, h)
         except BaseException:

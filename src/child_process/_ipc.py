@@ -31,6 +31,7 @@ _MISSING = object()
 
 
 is_internal = _wire.is_internal
+_wire.set_plain_emit(EventEmitter.emit)
 
 
 class Channel:
