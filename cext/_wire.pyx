@@ -389,9 +389,10 @@ cdef class LineFramer:
     def buffering(self):
         return self.pending > 0
 
-    def feed(self, bytes data, decode):
+    def feed(self, bytes data, decode, fallback=None):
         """Decode every complete line; returns (messages, error, ends) -- ``ends`` holds, for each
-        message, the offset in ``data`` just past its frame (to bind a received descriptor)."""
+        message, the offset in ``data`` just past its frame (to bind a received descriptor).
+        When ``decode`` raises, ``fallback`` (if given) has the last word on that line."""
         cdef bytes chunk
         cdef Py_ssize_t base = self.pending, start = 0, n, pos
         cdef const char *p
@@ -421,10 +422,16 @@ cdef class LineFramer:
                 self.pending = 0
                 return messages, ValueError("message larger than the channel's limit"), ends
             if pos > start:
+                line = chunk[start:pos]
                 try:
-                    messages.append(decode(chunk[start:pos]))
+                    messages.append(decode(line))
                 except Exception as exc:
-                    return messages, exc, ends
+                    if fallback is None:
+                        return messages, exc, ends
+                    try:
+                        messages.append(fallback(line))
+                    except Exception as exc2:
+                        return messages, exc2, ends
                 ends.append(pos + 1 - base)
             start = pos + 1
         if start < n:
@@ -456,7 +463,7 @@ cdef class LengthFramer:
     def buffering(self):
         return len(self.buf) > 0
 
-    def feed(self, bytes data, decode):
+    def feed(self, bytes data, decode, fallback=None):
         """Decode every complete frame; (messages, error, ends) as LineFramer.feed."""
         cdef Py_ssize_t base = len(self.buf), start = 0, n, length
         cdef const unsigned char *p
@@ -486,10 +493,16 @@ cdef class LengthFramer:
                 return messages, _too_large(length, self.max_frame), ends
             if n - start - 4 < length:
                 break
+            payload = chunk[start + 4:start + 4 + length]
             try:
-                messages.append(decode(chunk[start + 4:start + 4 + length]))
+                messages.append(decode(payload))
             except Exception as exc:
-                return messages, exc, ends
+                if fallback is None:
+                    return messages, exc, ends
+                try:
+                    messages.append(fallback(payload))
+                except Exception as exc2:
+                    return messages, exc2, ends
             start += 4 + length
             ends.append(start - base)
         if start < n:

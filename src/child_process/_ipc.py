@@ -20,7 +20,7 @@ from . import _handles, _wire
 from ._errors import NodeTypeError, NodeValueError, errno_exception
 from ._events import EventEmitter
 from ._loop import IOWatcher, Loop, Ref, get_loop
-from ._serialization import (advanced_check_message, check_message, codec, encoders,
+from ._serialization import (advanced_check_message, check_message, codec, decoders, encoders,
                              json_check_message)
 
 READ_SIZE = 256 * 1024
@@ -43,7 +43,8 @@ class Channel:
         self.fd = fd
         self.serialization = serialization
         self.target = target
-        self._encode, self._decode, line_framed = codec(serialization)
+        self._encode, _, line_framed = codec(serialization)
+        self._decode, self._decode_fallback = decoders(serialization)
         self._framer = (_wire.LineFramer(DEFAULT_MAX_MESSAGE) if line_framed
                         else _wire.LengthFramer(DEFAULT_MAX_MESSAGE))
         self._io = IOWatcher(loop, fd, self._on_readable, self._on_writable)
@@ -293,7 +294,7 @@ class Channel:
         if not data:
             self._close()
             return
-        messages, error, _ends = self._framer.feed(data, self._decode)
+        messages, error, _ends = self._framer.feed(data, self._decode, self._decode_fallback)
         if messages:
             internal = _wire.internal_positions(messages)
             if internal is not None:

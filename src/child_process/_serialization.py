@@ -48,10 +48,10 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _make_json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any],
-                              Callable[[Any], bytes], Optional[Callable[[Any], bytes]]]:
-    """(encode, decode, fast_encode, fallback): ``fast_encode`` may raise TypeError for what
-    ``fallback`` can still write (it saves a Python frame a message on the hot path)."""
+def _make_json_codec() -> Tuple[Any, ...]:
+    """(encode, decode, fast_encode, encode_fallback, fast_decode, decode_fallback): the fast
+    ones may raise for what their fallback can still handle (that saves a Python frame a
+    message on the hot path)."""
     import json as _json
     dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
                               default=_node_json_default).encode
@@ -73,8 +73,8 @@ def _make_json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any],
     try:  # the fastest encoder available; optional
         import orjson
     except ImportError:  # pragma: no cover - depends on the environment
-        return (stdlib_encode, lambda line: _json.loads(line.decode("utf-8", "replace")),
-                stdlib_encode, None)
+        stdlib_decode = lambda line: _json.loads(line.decode("utf-8", "replace"))  # noqa: E731
+        return stdlib_encode, stdlib_decode, stdlib_encode, None, stdlib_decode, None
 
     options = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE
     orjson_dumps, orjson_loads, decode_error = orjson.dumps, orjson.loads, orjson.JSONDecodeError
@@ -95,7 +95,7 @@ def _make_json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any],
 
     from functools import partial
     fast = partial(orjson_dumps, default=_node_json_default, option=options)
-    return encode, decode, fast, stdlib_encode
+    return encode, decode, fast, stdlib_encode, orjson_loads, decode
 
 
 _json_codec: Any = None
@@ -115,6 +115,15 @@ def encoders(serialization: str) -> Tuple[Callable[[Any], bytes], Optional[Calla
         json_codec()
         return _json_codec[2], _json_codec[3]
     return codec(serialization)[0], None
+
+
+def decoders(serialization: str) -> Tuple[Callable[[bytes], Any], Optional[Callable[[bytes], Any]]]:
+    """(decode, fallback) for a channel's framer: the fastest decoder, and what to try when it
+    raises (orjson refuses NaN tokens, huge ints and invalid UTF-8, which Node's JSON allows)."""
+    if serialization == "json":
+        json_codec()
+        return _json_codec[4], _json_codec[5]
+    return codec(serialization)[1], None
 
 
 def json_encode(message: Any) -> bytes:
