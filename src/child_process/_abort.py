@@ -25,7 +25,7 @@ class AbortSignal:
         self.reason: Any = None
         # [callback, once, removed] records; 'removed' lets a dispatch in
         # progress skip listeners taken off by an earlier listener.
-        self._listeners: list = []
+        self._listeners: list[list[Any]] = []
         self._onabort: Any = None
         self._onabort_record: Any = None
 
@@ -34,7 +34,8 @@ class AbortSignal:
 
     # -- listeners --------------------------------------------------------------
 
-    def add_event_listener(self, type: str, listener: Callable, once: bool = False) -> None:
+    def add_event_listener(self, type: str, listener: Callable[[], object],
+                           once: bool = False) -> None:
         """Call ``listener()`` when the signal aborts (never, if it already has)."""
         if type != "abort" or listener is None or self.aborted:
             return
@@ -43,7 +44,7 @@ class AbortSignal:
                 return
         self._listeners.append([listener, once, False])
 
-    def remove_event_listener(self, type: str, listener: Callable) -> None:
+    def remove_event_listener(self, type: str, listener: Callable[[], object]) -> None:
         """Undo ``add_event_listener`` (a no-op if ``listener`` is not registered)."""
         if type != "abort":
             return
@@ -126,7 +127,7 @@ class AbortSignal:
             if source.aborted:
                 return AbortSignal.abort(source.reason)
         result = AbortSignal()
-        hooks = []
+        hooks: list[tuple[AbortSignal, Callable[[], None]]] = []
 
         def follow(source: Any) -> Callable[[], None]:
             def on_abort() -> None:

@@ -11,7 +11,9 @@ import errno as _errno
 import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, List, Optional, Tuple
+    from typing import Any, Generator, List, Optional, Tuple
+
+    from ._typing import Signal
 
 import sys
 
@@ -64,7 +66,7 @@ class ChildProcess(ChannelOwner):
         self.stdout: Optional[Readable] = None
         self.stderr: Optional[Readable] = None
         self.stdio: List[Any] = []
-        self._loop: Optional[Loop] = None
+        self._loop: Loop = None  # type: ignore[assignment]  # set by _spawn(), before any use
         self._watcher: Optional[ExitWatcher] = None
         self._closes_needed = 1
         self._closes_got = 0
@@ -146,7 +148,7 @@ class ChildProcess(ChannelOwner):
             return
         # 'spawn' is queued first: it must come before anything the exit watcher reports
         loop.call_soon(self.emit, "spawn")
-        self._watcher = ExitWatcher(loop, self.pid, self._on_exit)
+        self._watcher = ExitWatcher(loop, self.pid, self._on_exit)  # type: ignore[arg-type]  # started
         if spec.timeout > 0:
             self._timer = Timer(loop, self._on_timeout)
             self._timer.unref()
@@ -158,7 +160,8 @@ class ChildProcess(ChannelOwner):
             else:
                 spec.signal.add_event_listener("abort", self._on_abort)
 
-    def _wire_stdio(self, loop: Loop, count: int, parent_ends: list, spec: SpawnSpec) -> None:
+    def _wire_stdio(self, loop: Loop, count: int, parent_ends: List[Tuple[int, str, int]],
+                    spec: SpawnSpec) -> None:
         stdio: List[Any] = [None] * count
         for index, kind, fd in parent_ends:
             if kind == "r":
@@ -268,7 +271,7 @@ class ChildProcess(ChannelOwner):
 
     # -- public methods --------------------------------------------------------------------
 
-    def kill(self, signal: Any = "SIGTERM") -> bool:
+    def kill(self, signal: Signal = "SIGTERM") -> bool:
         """Send ``signal`` (name or number; 0 probes). False once the child has exited."""
         number = check_signal(signal, "signal", allow_zero=True)
         watcher = self._watcher
@@ -309,7 +312,7 @@ class ChildProcess(ChannelOwner):
                 raise RuntimeError("the loop stopped before the child closed")
         return self.exit_code, self.signal_code
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, Tuple[Optional[int], Optional[str]]]:
         from ._aio import await_close
         return await_close(self).__await__()
 

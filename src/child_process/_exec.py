@@ -6,18 +6,24 @@ from __future__ import annotations
 import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Callable, List, Optional, Sequence
+    from typing import Any, Callable, List, Optional
+
+    from ._abort import AbortSignal
+    from ._aio import ExecAwaitable
+    from ._typing import (Args, Encoding, Env, ExecCallback, MaxBuffer, Seconds, Shell, Signal,
+                          StrOrBytesPath, StrPath)
 
 from ._child import ChildProcess
 from ._errors import ExecError, RangeError, errno_code
 from ._options import check_encoding, check_max_buffer, normalize_spawn
 
 
-def exec_file(file: Any, args: Sequence[Any] = (), *, cwd: Any = None, env: Any = None,
-              encoding: Optional[str] = "utf-8", timeout: Any = 0,
-              max_buffer: Any = 1024 * 1024, kill_signal: Any = "SIGTERM", uid: Any = None,
-              gid: Any = None, shell: Any = False, signal: Any = None,
-              callback: Optional[Callable] = None) -> ChildProcess:
+def exec_file(file: StrPath, args: Args = (), *, cwd: StrOrBytesPath | None = None,
+              env: Env = None, encoding: Encoding = "utf-8", timeout: Seconds = 0,
+              max_buffer: MaxBuffer = 1024 * 1024, kill_signal: Signal = "SIGTERM",
+              uid: int | None = None, gid: int | None = None, shell: Shell = False,
+              signal: AbortSignal | None = None,
+              callback: ExecCallback | None = None) -> ChildProcess:
     """Run ``file`` (no shell unless asked) and call ``callback(err, stdout, stderr)`` at the end."""
     if callback is not None and not callable(callback):
         from ._errors import invalid_arg_type
@@ -30,10 +36,12 @@ def exec_file(file: Any, args: Sequence[Any] = (), *, cwd: Any = None, env: Any 
     return _start(spec, cmd, limit, codec, callback)
 
 
-def exec(command: Any, *, cwd: Any = None, env: Any = None, encoding: Optional[str] = "utf-8",
-         shell: Any = "/bin/sh", signal: Any = None, timeout: Any = 0,
-         max_buffer: Any = 1024 * 1024, kill_signal: Any = "SIGTERM", uid: Any = None,
-         gid: Any = None, callback: Optional[Callable] = None) -> ChildProcess:
+def exec(command: StrPath, *, cwd: StrOrBytesPath | None = None, env: Env = None,
+         encoding: Encoding = "utf-8", shell: Shell = "/bin/sh",
+         signal: AbortSignal | None = None, timeout: Seconds = 0,
+         max_buffer: MaxBuffer = 1024 * 1024, kill_signal: Signal = "SIGTERM",
+         uid: int | None = None, gid: int | None = None,
+         callback: ExecCallback | None = None) -> ChildProcess:
     """Run ``command`` through the shell and call ``callback(err, stdout, stderr)`` at the end."""
     if callback is not None and not callable(callback):
         from ._errors import invalid_arg_type
@@ -56,13 +64,13 @@ class _Collector:
     __slots__ = ("chunks", "length", "over")
 
     def __init__(self) -> None:
-        self.chunks: List[bytes] = []
+        self.chunks: List[Any] = []     # bytes, or str once decoded
         self.length = 0
         self.over = False
 
 
 def _start(spec: Any, cmd: str, limit: int, codec: Optional[str],
-           callback: Optional[Callable]) -> ChildProcess:
+           callback: Optional[Callable[..., object]]) -> ChildProcess:
     # exec handles the timeout itself, as Node's execFile: a kill also destroys the pipes, so the
     # callback never waits for a grandchild that still holds them
     timeout, spec.timeout = spec.timeout, 0
@@ -78,7 +86,7 @@ class _ExecRun:
     finished child, its loop or its output alive)."""
 
     def __init__(self, child: ChildProcess, kill_signal: int, cmd: str, limit: int,
-                 codec: Optional[str], callback: Optional[Callable], timeout: float):
+                 codec: Optional[str], callback: Optional[Callable[..., object]], timeout: float):
         self.child: Optional[ChildProcess] = child
         self.kill_signal = kill_signal
         self.cmd = cmd
@@ -192,20 +200,30 @@ class _ExecRun:
         callback(err, stdout, stderr)
 
 
-def exec_async(command: Any, **options: Any) -> Any:
+def exec_async(command: StrPath, *, cwd: StrOrBytesPath | None = None, env: Env = None,
+               encoding: Encoding = "utf-8", shell: Shell = "/bin/sh",
+               signal: AbortSignal | None = None, timeout: Seconds = 0,
+               max_buffer: MaxBuffer = 1024 * 1024, kill_signal: Signal = "SIGTERM",
+               uid: int | None = None, gid: int | None = None) -> ExecAwaitable:
     """``await exec_async(cmd)`` -> result with ``.stdout``/``.stderr``; raises ExecError.
 
     The awaitable has ``.child``. Needs a running asyncio loop, which drives the child.
     """
     from ._aio import ExecAwaitable
-    if "callback" in options:
-        raise TypeError("exec_async() takes no callback")
-    return ExecAwaitable(lambda done: exec(command, callback=done, **options))
+    return ExecAwaitable(lambda done: exec(
+        command, cwd=cwd, env=env, encoding=encoding, shell=shell, signal=signal,
+        timeout=timeout, max_buffer=max_buffer, kill_signal=kill_signal, uid=uid, gid=gid,
+        callback=done))
 
 
-def exec_file_async(file: Any, args: Sequence[Any] = (), **options: Any) -> Any:
+def exec_file_async(file: StrPath, args: Args = (), *, cwd: StrOrBytesPath | None = None,
+                    env: Env = None, encoding: Encoding = "utf-8", timeout: Seconds = 0,
+                    max_buffer: MaxBuffer = 1024 * 1024, kill_signal: Signal = "SIGTERM",
+                    uid: int | None = None, gid: int | None = None, shell: Shell = False,
+                    signal: AbortSignal | None = None) -> ExecAwaitable:
     """``await exec_file_async(file, args)``: exec_file as an awaitable (see exec_async)."""
     from ._aio import ExecAwaitable
-    if "callback" in options:
-        raise TypeError("exec_file_async() takes no callback")
-    return ExecAwaitable(lambda done: exec_file(file, args, callback=done, **options))
+    return ExecAwaitable(lambda done: exec_file(
+        file, args, cwd=cwd, env=env, encoding=encoding, timeout=timeout,
+        max_buffer=max_buffer, kill_signal=kill_signal, uid=uid, gid=gid, shell=shell,
+        signal=signal, callback=done))

@@ -59,8 +59,8 @@ class Channel:
         self._disconnect_after_flush = False
         # handle passing (node-ipc-protocol.md §6): while a sent handle waits for its ACK, every
         # later send waits here, in order; a socket sent without keep_open is closed on the ACK
-        self._handle_queue: Optional[list] = None
-        self._pending_handle: Optional[list] = None    # [envelope, socket, callback, resends]
+        self._handle_queue: Optional[list[Any]] = None
+        self._pending_handle: Optional[list[Any]] = None    # [envelope, socket, callback, resends]
         self._received_fd = -1                          # waiting for its NODE_HANDLE
         self.closed = False
         self.connected = True
@@ -114,7 +114,7 @@ class Channel:
     # -- sending ---------------------------------------------------------------------------
 
     def send(self, message: Any = _MISSING, send_handle: Any = None, *, keep_open: bool = False,
-             callback: Optional[Callable] = None) -> bool:
+             callback: Optional[Callable[..., object]] = None) -> bool:
         if message is _MISSING:
             raise NodeTypeError("ERR_MISSING_ARGS", 'The "message" argument must be specified')
         if callback is not None and not callable(callback):
@@ -146,7 +146,7 @@ class Channel:
         return queued < BACKLOG_LIMIT
 
     def _send_handle(self, message: Any, handle: Any, kind: Any, keep_open: bool,
-                     callback: Optional[Callable]) -> int:
+                     callback: Optional[Callable[..., object]]) -> int:
         """Queue the NODE_HANDLE envelope with a duplicate of the socket's descriptor riding on
         its first write; then hold every later send until the receiver's ACK or NACK."""
         wrapped = _handles.envelope(kind[0], kind[1], message)
@@ -199,7 +199,7 @@ class Channel:
             self._disconnect_now()              # a disconnect() that waited for this ACK
 
     def _resend_queued(self, message: Any, handle: Any, keep_open: bool,
-                       callback: Optional[Callable]) -> None:
+                       callback: Optional[Callable[..., object]]) -> None:
         if self.closed:
             if callback is not None:
                 self.loop.call_soon(callback, NodeValueError("ERR_IPC_CHANNEL_CLOSED", "Channel closed"))
@@ -471,10 +471,10 @@ class ChannelOwner(EventEmitter):
     channel: Optional[Channel]
 
     def _ipc_init(self) -> None:
-        self._pending_messages: Optional[deque] = None
+        self._pending_messages: Optional[deque[tuple[Any, Any]]] = None
 
     def send(self, message: Any = _MISSING, send_handle: Any = None, *, keep_open: bool = False,
-             callback: Optional[Callable] = None) -> bool:
+             callback: Optional[Callable[..., object]] = None) -> bool:
         """Send ``message`` to the other side; False when the channel is closed or backed up."""
         channel = self.channel
         if channel is None or channel.closed:
@@ -569,7 +569,7 @@ class Parent(ChannelOwner):
             _bind_asyncio(self.channel.loop)
 
     def send(self, message: Any = _MISSING, send_handle: Any = None, *, keep_open: bool = False,
-             callback: Optional[Callable] = None) -> bool:
+             callback: Optional[Callable[..., object]] = None) -> bool:
         if self.channel is not None:
             _bind_asyncio(self.channel.loop)   # inside asyncio.run(), asyncio drives the channel
         return ChannelOwner.send(self, message, send_handle, keep_open=keep_open,

@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 
     from typing import Callable, Optional
 
 from . import _spawn
-from ._loop_core import IOWatcher, Loop, Ref, Timer  # noqa: F401  (re-exported for the package)
+# re-exported for the package (the ``as`` form tells type checkers the export is meant)
+from ._loop_core import IOWatcher as IOWatcher, Loop as Loop, Ref as Ref, Timer as Timer
 
 _local = threading.local()
 _main_loop: Optional[Loop] = None
@@ -73,7 +74,7 @@ def _drain_at_exit() -> None:
 atexit.register(_drain_at_exit)
 
 
-def decode_status(status: int) -> tuple:
+def decode_status(status: int) -> tuple[int | None, str | None]:
     """(exit_code, signal_name) from a wait status; exactly one is not None."""
     if os.WIFSIGNALED(status):
         return None, signal_name(os.WTERMSIG(status))
@@ -96,6 +97,10 @@ class ExitWatcher:
     """
 
     __slots__ = ("loop", "pid", "pidfd", "on_exit", "_io", "_ref", "reaped")
+
+    on_exit: Optional[Callable[[int], None]]        # None once called
+    _io: Optional[IOWatcher]                        # watching the pidfd
+    _ref: Optional[Ref]                             # the fallback: keeps the loop alive
 
     def __init__(self, loop: Loop, pid: int, on_exit: Callable[[int], None]):
         self.loop = loop
@@ -133,7 +138,8 @@ class ExitWatcher:
             return
         self._finish()
         on_exit, self.on_exit = self.on_exit, None     # no cycle back to the child once done
-        on_exit(status)
+        if on_exit is not None:
+            on_exit(status)
 
     def _finish(self) -> None:
         self.reaped = True
@@ -157,10 +163,14 @@ class ExitWatcher:
             os.kill(self.pid, sig)
 
     def ref(self) -> None:
-        (self._io or self._ref).ref() if not self.reaped else None
+        handle = self._io or self._ref
+        if handle is not None and not self.reaped:
+            handle.ref()
 
     def unref(self) -> None:
-        (self._io or self._ref).unref() if not self.reaped else None
+        handle = self._io or self._ref
+        if handle is not None and not self.reaped:
+            handle.unref()
 
     def close(self) -> None:
         """Forget the child without reaping (used only when the process object is discarded)."""
@@ -171,11 +181,11 @@ class ExitWatcher:
 class _SigchldHub:
     """Per-loop fallback: a wake-up pipe written by the SIGCHLD handler, and the loop's children."""
 
-    _hubs: dict = {}
+    _hubs: dict[int, _SigchldHub] = {}
 
     def __init__(self, loop: Loop):
         self.loop = loop
-        self.children: set = set()
+        self.children: set[ExitWatcher] = set()
         self.rfd, self.wfd = _spawn.make_pipe()
         _spawn.set_nonblocking(self.rfd)
         _spawn.set_nonblocking(self.wfd)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, List, Optional
+    from typing import Any, Iterable, List, Optional, Tuple, Union
+
+    from ._abort import AbortSignal
 
 from ._errors import (NodeTypeError, NodeValueError, invalid_arg_type, invalid_arg_value,
                       out_of_range)
@@ -39,13 +41,30 @@ class SpawnSpec:
                  "detached", "uid", "gid", "serialization", "timeout", "kill_signal", "signal",
                  "ipc_index")
 
+    file: bytes                         # what is executed (looked up on path_env)
+    args: List[bytes]                   # argv, argv[0] included
+    spawnfile: str
+    spawnargs: List[Union[str, bytes]]
+    env: List[bytes]                    # KEY=VALUE
+    path_env: Optional[bytes]
+    cwd: Optional[bytes]
+    stdio: List[StdioSlot]
+    detached: bool
+    uid: int                            # -1: unchanged
+    gid: int
+    serialization: str
+    timeout: float                      # 0: none
+    kill_signal: int
+    signal: Optional[AbortSignal]
+    ipc_index: int                      # the 'ipc' slot, -1 if none
+
     def __init__(self) -> None:
         self.ipc_index = -1
 
 
 # -- scalar validators ---------------------------------------------------------------------
 
-def check_string(value: Any, name: str, *, allow_bytes: bool = False) -> str:
+def check_string(value: Any, name: str, *, allow_bytes: bool = False) -> Any:
     """A str or PathLike (or bytes if allowed) without NUL; returned as a str or bytes."""
     if isinstance(value, str):
         pass
@@ -100,11 +119,11 @@ def check_timeout(value: Any, name: str = "timeout") -> float:
     return float(value)
 
 
-_SIGNAL_NUMBERS: dict = {}
+_SIGNAL_NUMBERS: dict[str, int] = {}
 _NSIG = [65]
 
 
-def _signal_numbers() -> dict:
+def _signal_numbers() -> dict[str, int]:
     """Name -> number, built on first use (``signal`` pulls in ``enum``: a forked child should
     start fast)."""
     if not _SIGNAL_NUMBERS:
@@ -131,24 +150,26 @@ def check_signal(value: Any, name: str = "signal", *, allow_zero: bool = False) 
     raise invalid_arg_type(name, "of type string or number", value)
 
 
-def check_abort_signal(value: Any, name: str = "options.signal") -> Any:
+def check_abort_signal(value: Any, name: str = "options.signal") -> Optional[AbortSignal]:
     if value is None:
         return None
     if not (hasattr(value, "aborted") and hasattr(value, "add_event_listener")):
         raise invalid_arg_type(name, "an instance of AbortSignal", value)
-    return value
+    signal: AbortSignal = value
+    return signal
 
 
 def check_serialization(value: Any) -> str:
     if value not in _SERIALIZATIONS:
         raise invalid_arg_value("options.serialization", value,
                                 "must be one of: 'json', 'advanced', 'pickle'")
-    return value
+    mode: str = value
+    return mode
 
 
 # -- compound options ------------------------------------------------------------------------
 
-_env_cache: Optional[tuple] = None
+_env_cache: Optional[Tuple[dict[bytes, bytes], List[bytes]]] = None
 
 
 def build_env(env: Any, *, strip_ipc: bool = False) -> List[bytes]:
@@ -165,11 +186,13 @@ def build_env(env: Any, *, strip_ipc: bool = False) -> List[bytes]:
             envp = [k + b"=" + v for k, v in raw.items()]
             _env_cache = (dict(raw), envp)
             return envp
-        items = raw.items() if isinstance(raw, dict) else os.environb.items()
+        items: Iterable[Tuple[bytes, bytes]] = (raw.items() if isinstance(raw, dict)
+                                                else os.environb.items())
     else:
         if not hasattr(env, "items"):
             raise invalid_arg_type("options.env", "of type dict", env)
-        items = []
+        pairs: List[Tuple[bytes, bytes]] = []
+        items = pairs
         for key, value in env.items():
             if value is None:
                 continue
@@ -178,7 +201,7 @@ def build_env(env: Any, *, strip_ipc: bool = False) -> List[bytes]:
                 raise invalid_arg_value("options.env key", key, "must not contain '='")
             name = f"options.env['{key}']"
             v = to_bytes(check_string(value, name, allow_bytes=True), name)
-            items.append((k, v))
+            pairs.append((k, v))
     if strip_ipc:
         return [k + b"=" + v for k, v in items if k not in IPC_ENV_KEYS]
     return [k + b"=" + v for k, v in items]
@@ -324,7 +347,7 @@ def check_encoding(value: Any) -> Optional[str]:
         return None
 
 
-def check_input(value: Any) -> Optional[bytes]:
+def check_input(value: Any) -> Union[bytes, bytearray, memoryview, None]:
     """spawn_sync's ``input``: str (UTF-8), bytes or any buffer."""
     if value is None:
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
+    import pickle
     from typing import Any, Callable, Optional, Tuple
 
 from ._errors import NodeTypeError
@@ -182,7 +183,7 @@ _U64 = struct.Struct(">Q")
 
 def pickle_encode(message: Any) -> bytes:
     import pickle
-    buffers: list = []
+    buffers: list[pickle.PickleBuffer] = []
     data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
     raws = [b.raw() for b in buffers]
     header = _U32.pack(len(raws)) + b"".join(_U64.pack(r.nbytes) for r in raws)
@@ -223,7 +224,7 @@ def codec(serialization: str) -> Tuple[Callable[[Any], bytes], Callable[[bytes],
         return pickle_encode, pickle_decode, False
     if serialization == "advanced":
         try:
-            from ._v8 import v8_decode, v8_encode_frame  # type: ignore[import-not-found]
+            from ._v8 import v8_decode, v8_encode_frame
         except ImportError:
             from ._errors import NodeValueError
             raise NodeValueError("ERR_FEATURE_UNAVAILABLE",

@@ -127,7 +127,7 @@ class Readable(_FdStream):
         self._flowing: Optional[bool] = None     # None: nobody has asked for data yet
         self._decoder: Any = None
         self.readable_encoding: Optional[str] = None
-        self._buffer: deque = deque()
+        self._buffer: deque[bytes | str] = deque()
         self._buffered = 0
         self._eof = False                         # end of file read (maybe still buffered)
         self._flush_scheduled = False
@@ -423,7 +423,7 @@ class Writable(_FdStream):
         self.writable_ended = False
         self.writable_finished = False
         self.writable_high_water_mark = HIGH_WATER_MARK
-        self._queue: deque = deque()
+        self._queue: deque[tuple[Any, Optional[Callable[..., object]]]] = deque()
         self._queued = 0
         self._need_drain = False
         self._swallow_epipe = True   # a child's stdin: EPIPE without a listener is not a crash
@@ -436,7 +436,7 @@ class Writable(_FdStream):
     def writable_need_drain(self) -> bool:
         return self._need_drain
 
-    def write(self, data: Any, callback: Optional[Callable] = None) -> bool:
+    def write(self, data: Any, callback: Optional[Callable[..., object]] = None) -> bool:
         """Queue ``data``; False when the backlog is above the high-water mark (wait for 'drain')."""
         if isinstance(data, str):
             data = data.encode()
@@ -493,7 +493,7 @@ class Writable(_FdStream):
         self.once("close", done)
         await _drive(self._loop, future)
 
-    def end(self, data: Any = None, callback: Optional[Callable] = None) -> "Writable":
+    def end(self, data: Any = None, callback: Optional[Callable[..., object]] = None) -> "Writable":
         """Write ``data`` (if any), then close once everything queued is flushed: 'finish'."""
         if data is not None:
             self.write(data)
@@ -550,7 +550,7 @@ class Writable(_FdStream):
         self.emit("finish")
         self._maybe_close()
 
-    def _write_failed(self, exc: OSError, callback: Optional[Callable]) -> None:
+    def _write_failed(self, exc: OSError, callback: Optional[Callable[..., object]]) -> None:
         err = errno_exception(exc.errno, "write")
         callbacks = [cb for _, cb in self._queue if cb is not None]
         if callback is not None:
