@@ -15,6 +15,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cp-check-dist.XXXXXX")
+chmod 755 "$WORK"       # the uid/gid tests (as root) run programs from here as user nobody
 SUMMARY=()
 STEP="setup"
 

@@ -119,6 +119,15 @@ def test_every_spec_name_is_exported():
     assert len(child_process.__all__) == len(exported), "a name is listed twice in __all__"
 
 
+def test_reference_documents_every_public_name():
+    if ROOT is None:
+        pytest.skip("the docs are in the source tree only")
+    with open(os.path.join(ROOT, "docs", "reference.md"), encoding="utf-8") as f:
+        headings = {line[4:].strip().strip("`") for line in f if line.startswith("### ")}
+    missing = sorted(set(child_process.__all__) - headings)
+    assert not missing, f"docs/reference.md has no entry for {missing}"
+
+
 def _tool(module: str) -> None:
     pytest.importorskip(module, reason=f"{module} is not installed (pip install -e '.[lint]')")
     if ROOT is None:

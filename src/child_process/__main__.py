@@ -29,7 +29,8 @@ def pipeline() -> None:
 
     ps.stdout.on("data", lambda data: grep_stdin.write(data))
     ps.stderr.on("data", lambda data: print(f"   ps stderr: {data.decode()}"))
-    ps.on("close", lambda code: grep_stdin.end() if code == 0 else print(f"   ps exited with {code}"))
+    ps.on("close", lambda code: grep_stdin.end() if code == 0 else
+          print(f"   ps exited with {code}"))
 
     grep.stdout.on("data", lambda data: sys.stdout.write(
         "".join(f"   {line}\n" for line in data.decode().splitlines())))
@@ -41,7 +42,8 @@ def failed_spawn() -> None:
     print("3. a command that does not exist, handled with 'error':")
     child = spawn("bad_command")
     child.on("error", lambda err: print(f"   Failed to start subprocess: {err} (code {err.code})"))
-    child.on("close", lambda code, signal: print(f"   'close' still comes: code {code}, signal {signal}"))
+    child.on("close", lambda code, signal: print(
+        f"   'close' still comes: code {code}, signal {signal}"))
     child_process.run()
 
 

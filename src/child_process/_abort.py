@@ -10,7 +10,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Callable, Iterable
+    from typing import Any, Callable
+    from collections.abc import Iterable
 
 from ._errors import AbortError
 
@@ -80,7 +81,7 @@ class AbortSignal:
     # -- state ------------------------------------------------------------------
 
     def throw_if_aborted(self) -> None:
-        """Raise the abort reason if aborted (wrapped in ``AbortError`` if it is not an exception)."""
+        """Raise the abort reason if aborted (wrapped in ``AbortError`` unless an exception)."""
         if self.aborted:
             reason = self.reason
             if isinstance(reason, BaseException):
@@ -113,14 +114,14 @@ class AbortSignal:
     # -- constructors -----------------------------------------------------------
 
     @staticmethod
-    def abort(reason: Any = None) -> "AbortSignal":
+    def abort(reason: Any = None) -> AbortSignal:
         """A signal that is already aborted with ``reason`` (default: ``AbortError()``)."""
         signal = AbortSignal()
         signal._abort(reason)
         return signal
 
     @staticmethod
-    def any(signals: Iterable[Any]) -> "AbortSignal":
+    def any(signals: Iterable[Any]) -> AbortSignal:
         """A signal that aborts, with the same reason, as soon as any of ``signals`` does."""
         signals = list(signals)
         for source in signals:

@@ -17,9 +17,10 @@ import asyncio
 import weakref
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Generator, Iterator, Optional
+    from typing import Any
+    from collections.abc import Generator, Iterator
 
-from ._loop import Loop, get_loop
+from ._loop import Loop
 
 _get_running_loop = asyncio._get_running_loop
 
@@ -34,7 +35,7 @@ class _Binding:
         # its epoll descriptor closed) by reference counting when the thread ends
         self._loop = weakref.ref(loop)
         self.aloop = aloop
-        self.timer: Optional[asyncio.TimerHandle] = None
+        self.timer: asyncio.TimerHandle | None = None
         self.fd = loop.fileno()
         if self.fd >= 0:
             aloop.add_reader(self.fd, self.tick)

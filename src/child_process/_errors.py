@@ -1,4 +1,4 @@
-"""Error classes that carry Node's ``.code`` so callers can branch on the same strings as in Node."""
+"""Error classes that carry Node's ``.code``: callers branch on the same strings as in Node."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class NodeTypeError(TypeError):
 
 
 class NodeValueError(ValueError):
-    """A bad value (Node's TypeError/Error with ``ERR_INVALID_ARG_VALUE``, ``ERR_IPC_ONE_PIPE``, ...)."""
+    """A bad value (Node's TypeError or Error): ``ERR_INVALID_ARG_VALUE``, ``ERR_IPC_ONE_PIPE``."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -56,7 +56,7 @@ class SpawnError(OSError):
                  message: str | None = None):
         code = errno_code(err)
         if message is None:
-            message = f"{syscall} {code}" if path is None else f"{syscall} {code}"
+            message = f"{syscall} {code}"
         super().__init__(err, message)
         self.code = code
         self.syscall = syscall

@@ -15,7 +15,8 @@ import types
 from types import MappingProxyType
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Callable, Hashable, TypeVar, overload
+    from typing import Any, Callable, TypeVar, overload
+    from collections.abc import Hashable
 
     from typing_extensions import Self
 
@@ -67,7 +68,7 @@ def _positional_capacity(fn: Listener) -> int:
             return _ALL if code.co_flags & _CO_VARARGS else max(code.co_argcount - 1, 0)
         # e.g. a bound Cython function: let inspect drop the bound argument.
     elif not isinstance(fn, (type, functools.partial)):
-        call = getattr(type(fn), "__call__", None)
+        call = type(fn).__call__ if callable(fn) else None
         if type(call) is _FunctionType:  # instance of a Python class with __call__
             code = call.__code__
             return _ALL if code.co_flags & _CO_VARARGS else max(code.co_argcount - 1, 0)
@@ -108,7 +109,8 @@ class EventEmitter:
         """Called after each listener is added for ``event``."""
 
     def _listener_removed(self, event: Hashable) -> None:
-        """Called after each listener is removed for ``event`` (``off``, once, ``remove_all_listeners``)."""
+        """Called after each listener is removed for ``event`` (``off``, a once-listener firing,
+        ``remove_all_listeners``)."""
 
     # -- registration -----------------------------------------------------------
 
@@ -139,7 +141,7 @@ class EventEmitter:
         def on(self, event: Hashable, listener: Listener) -> Self: ...
 
     def on(self, event: Hashable, listener: Any = _MISSING) -> Any:
-        """Add ``listener`` for ``event``; return ``self``.  Without ``listener``, return a decorator."""
+        """Add ``listener`` for ``event``; return ``self``. Without ``listener``: a decorator."""
         if listener is _MISSING:
             return self._decorator(event, False, False)
         self._add(event, listener, False, False)
@@ -214,7 +216,7 @@ class EventEmitter:
             self.emit("removeListener", event, entry[0])
 
     def off(self, event: Hashable, listener: Listener) -> Self:
-        """Remove the most recently added registration of ``listener`` for ``event``; return ``self``."""
+        """Remove the latest registration of ``listener`` for ``event``; return ``self``."""
         current = self._events.get(event)
         if current is not None:
             for i in range(len(current) - 1, -1, -1):

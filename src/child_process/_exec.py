@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Callable, List, Optional
+    from typing import Any, Callable
 
     from ._abort import AbortSignal
     from ._aio import ExecAwaitable
@@ -24,7 +24,7 @@ def exec_file(file: StrPath, args: Args = (), *, cwd: StrOrBytesPath | None = No
               uid: int | None = None, gid: int | None = None, shell: Shell = False,
               signal: AbortSignal | None = None,
               callback: ExecCallback | None = None) -> ChildProcess:
-    """Run ``file`` (no shell unless asked) and call ``callback(err, stdout, stderr)`` at the end."""
+    """Run ``file`` (no shell unless asked); ``callback(err, stdout, stderr)`` at the end."""
     if callback is not None and not callable(callback):
         from ._errors import invalid_arg_type
         raise invalid_arg_type("callback", "a callable", callback)
@@ -64,13 +64,13 @@ class _Collector:
     __slots__ = ("chunks", "length", "over")
 
     def __init__(self) -> None:
-        self.chunks: List[Any] = []     # bytes, or str once decoded
+        self.chunks: list[Any] = []     # bytes, or str once decoded
         self.length = 0
         self.over = False
 
 
-def _start(spec: Any, cmd: str, limit: int, codec: Optional[str],
-           callback: Optional[Callable[..., object]]) -> ChildProcess:
+def _start(spec: Any, cmd: str, limit: int, codec: str | None,
+           callback: Callable[..., object] | None) -> ChildProcess:
     # exec handles the timeout itself, as Node's execFile: a kill also destroys the pipes, so the
     # callback never waits for a grandchild that still holds them
     timeout, spec.timeout = spec.timeout, 0
@@ -86,18 +86,18 @@ class _ExecRun:
     finished child, its loop or its output alive)."""
 
     def __init__(self, child: ChildProcess, kill_signal: int, cmd: str, limit: int,
-                 codec: Optional[str], callback: Optional[Callable[..., object]], timeout: float):
-        self.child: Optional[ChildProcess] = child
+                 codec: str | None, callback: Callable[..., object] | None, timeout: float):
+        self.child: ChildProcess | None = child
         self.kill_signal = kill_signal
         self.cmd = cmd
         self.limit = limit
         self.codec = codec
         self.callback = callback
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         self.killed = False
         self.done = False
         self.boxes = {"stdout": _Collector(), "stderr": _Collector()}
-        self.listeners: List[Any] = []
+        self.listeners: list[Any] = []
         self.timer: Any = None
         for name, stream in (("stdout", child.stdout), ("stderr", child.stderr)):
             if stream is not None:
@@ -164,7 +164,7 @@ class _ExecRun:
                 stream.destroy()
         self.finish(child.exit_code, child.signal_code)
 
-    def finish(self, code: Optional[int] = None, signal: Optional[str] = None) -> None:
+    def finish(self, code: int | None = None, signal: str | None = None) -> None:
         child = self.child
         if self.done or child is None:
             return

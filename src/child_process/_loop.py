@@ -16,19 +16,20 @@ import sys
 import threading
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Callable, Optional
+    from typing import Callable, ClassVar
 
 from . import _spawn
 # re-exported for the package (the ``as`` form tells type checkers the export is meant)
 from ._loop_core import IOWatcher as IOWatcher, Loop as Loop, Ref as Ref, Timer as Timer
 
 _local = threading.local()
-_main_loop: Optional[Loop] = None
+_main_loop: Loop | None = None
 
 #: How exits are watched: 'pidfd' or 'sigchld' (``CHILD_PROCESS_EXIT_WATCHER=sigchld`` forces
 #: the fallback, which is how the macOS path is tested on Linux).
 EXIT_WATCHER = "pidfd"
-if os.environ.get("CHILD_PROCESS_EXIT_WATCHER") == "sigchld" or not sys.platform.startswith("linux"):
+if (os.environ.get("CHILD_PROCESS_EXIT_WATCHER") == "sigchld"
+        or not sys.platform.startswith("linux")):
     EXIT_WATCHER = "sigchld"
 else:
     try:
@@ -98,9 +99,9 @@ class ExitWatcher:
 
     __slots__ = ("loop", "pid", "pidfd", "on_exit", "_io", "_ref", "reaped")
 
-    on_exit: Optional[Callable[[int], None]]        # None once called
-    _io: Optional[IOWatcher]                        # watching the pidfd
-    _ref: Optional[Ref]                             # the fallback: keeps the loop alive
+    on_exit: Callable[[int], None] | None        # None once called
+    _io: IOWatcher | None                        # watching the pidfd
+    _ref: Ref | None                             # the fallback: keeps the loop alive
 
     def __init__(self, loop: Loop, pid: int, on_exit: Callable[[int], None]):
         self.loop = loop
@@ -181,7 +182,7 @@ class ExitWatcher:
 class _SigchldHub:
     """Per-loop fallback: a wake-up pipe written by the SIGCHLD handler, and the loop's children."""
 
-    _hubs: dict[int, _SigchldHub] = {}
+    _hubs: ClassVar[dict[int, _SigchldHub]] = {}
 
     def __init__(self, loop: Loop):
         self.loop = loop
@@ -195,7 +196,7 @@ class _SigchldHub:
         self.io.start_reading()
 
     @classmethod
-    def for_loop(cls, loop: Loop) -> "_SigchldHub":
+    def for_loop(cls, loop: Loop) -> _SigchldHub:
         hub = getattr(loop, "_sigchld_hub", None)
         if hub is None:
             hub = loop._sigchld_hub = cls(loop)

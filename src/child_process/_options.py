@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Iterable, List, Optional, Tuple, Union
+    from typing import Any
+    from collections.abc import Iterable
 
     from ._abort import AbortSignal
 
@@ -42,20 +43,20 @@ class SpawnSpec:
                  "ipc_index")
 
     file: bytes                         # what is executed (looked up on path_env)
-    args: List[bytes]                   # argv, argv[0] included
+    args: list[bytes]                   # argv, argv[0] included
     spawnfile: str
-    spawnargs: List[Union[str, bytes]]
-    env: List[bytes]                    # KEY=VALUE
-    path_env: Optional[bytes]
-    cwd: Optional[bytes]
-    stdio: List[StdioSlot]
+    spawnargs: list[str | bytes]
+    env: list[bytes]                    # KEY=VALUE
+    path_env: bytes | None
+    cwd: bytes | None
+    stdio: list[StdioSlot]
     detached: bool
     uid: int                            # -1: unchanged
     gid: int
     serialization: str
     timeout: float                      # 0: none
     kill_signal: int
-    signal: Optional[AbortSignal]
+    signal: AbortSignal | None
     ipc_index: int                      # the 'ipc' slot, -1 if none
 
     def __init__(self) -> None:
@@ -75,7 +76,8 @@ def check_string(value: Any, name: str, *, allow_bytes: bool = False) -> Any:
         if isinstance(value, bytes) and not allow_bytes:
             value = os.fsdecode(value)
     else:
-        kinds = "of type string, bytes or os.PathLike" if allow_bytes else "of type string or os.PathLike"
+        kinds = ("of type string, bytes or os.PathLike" if allow_bytes
+                 else "of type string or os.PathLike")
         raise invalid_arg_type(name, kinds, value)
     if ("\0" in value) if isinstance(value, str) else (b"\0" in value):
         raise invalid_arg_value(name, value, "must be a string without null bytes")
@@ -137,7 +139,7 @@ def check_signal(value: Any, name: str = "signal", *, allow_zero: bool = False) 
     """A signal name (any case) or number -> its number; unknown -> ERR_UNKNOWN_SIGNAL."""
     if isinstance(value, str):
         number = _signal_numbers().get(value.upper())
-        if number is None or number == 0 and not allow_zero:
+        if number is None or (number == 0 and not allow_zero):
             raise NodeTypeError("ERR_UNKNOWN_SIGNAL", f"Unknown signal: {value}")
         return number
     if isinstance(value, int) and not isinstance(value, bool):
@@ -150,7 +152,7 @@ def check_signal(value: Any, name: str = "signal", *, allow_zero: bool = False) 
     raise invalid_arg_type(name, "of type string or number", value)
 
 
-def check_abort_signal(value: Any, name: str = "options.signal") -> Optional[AbortSignal]:
+def check_abort_signal(value: Any, name: str = "options.signal") -> AbortSignal | None:
     if value is None:
         return None
     if not (hasattr(value, "aborted") and hasattr(value, "add_event_listener")):
@@ -169,10 +171,10 @@ def check_serialization(value: Any) -> str:
 
 # -- compound options ------------------------------------------------------------------------
 
-_env_cache: Optional[Tuple[dict[bytes, bytes], List[bytes]]] = None
+_env_cache: tuple[dict[bytes, bytes], list[bytes]] | None = None
 
 
-def build_env(env: Any, *, strip_ipc: bool = False) -> List[bytes]:
+def build_env(env: Any, *, strip_ipc: bool = False) -> list[bytes]:
     """``KEY=VALUE`` byte strings for the child; None means the parent's environment now."""
     if env is None:
         # os.environ keeps its data encoded in ``_data``: reading it directly skips a Python-level
@@ -186,12 +188,12 @@ def build_env(env: Any, *, strip_ipc: bool = False) -> List[bytes]:
             envp = [k + b"=" + v for k, v in raw.items()]
             _env_cache = (dict(raw), envp)
             return envp
-        items: Iterable[Tuple[bytes, bytes]] = (raw.items() if isinstance(raw, dict)
+        items: Iterable[tuple[bytes, bytes]] = (raw.items() if isinstance(raw, dict)
                                                 else os.environb.items())
     else:
         if not hasattr(env, "items"):
             raise invalid_arg_type("options.env", "of type dict", env)
-        pairs: List[Tuple[bytes, bytes]] = []
+        pairs: list[tuple[bytes, bytes]] = []
         items = pairs
         for key, value in env.items():
             if value is None:
@@ -207,14 +209,14 @@ def build_env(env: Any, *, strip_ipc: bool = False) -> List[bytes]:
     return [k + b"=" + v for k, v in items]
 
 
-def path_of(envp: List[bytes]) -> Optional[bytes]:
+def path_of(envp: list[bytes]) -> bytes | None:
     for entry in envp:
         if entry.startswith(b"PATH="):
             return entry[5:]
     return None
 
 
-def normalize_stdio(stdio: Any, *, sync: bool = False) -> List[StdioSlot]:
+def normalize_stdio(stdio: Any, *, sync: bool = False) -> list[StdioSlot]:
     """Node's stdio rules: a name for 0-2, or a list (padded to 3 with pipes; None = default)."""
     if stdio is None:
         stdio = "pipe"
@@ -224,7 +226,7 @@ def normalize_stdio(stdio: Any, *, sync: bool = False) -> List[StdioSlot]:
         stdio = [stdio] * 3
     elif not isinstance(stdio, (list, tuple)):
         raise invalid_arg_value("stdio", stdio)
-    slots: List[StdioSlot] = []
+    slots: list[StdioSlot] = []
     saw_ipc = False
     for index, item in enumerate(list(stdio) + [None] * max(0, 3 - len(stdio))):
         if item is None:
@@ -238,9 +240,11 @@ def normalize_stdio(stdio: Any, *, sync: bool = False) -> List[StdioSlot]:
                 slots.append(StdioSlot("inherit", index) if index < 3 else StdioSlot("ignore"))
             elif item == "ipc":
                 if sync:
-                    raise NodeValueError("ERR_IPC_SYNC_FORK", "IPC cannot be used with synchronous forks")
+                    raise NodeValueError("ERR_IPC_SYNC_FORK",
+                                         "IPC cannot be used with synchronous forks")
                 if saw_ipc:
-                    raise NodeValueError("ERR_IPC_ONE_PIPE", "Child process can have only one IPC pipe")
+                    raise NodeValueError("ERR_IPC_ONE_PIPE",
+                                         "Child process can have only one IPC pipe")
                 saw_ipc = True
                 slots.append(StdioSlot("ipc"))
             else:
@@ -255,7 +259,8 @@ def normalize_stdio(stdio: Any, *, sync: bool = False) -> List[StdioSlot]:
             try:
                 fd = item.fileno()
             except (OSError, ValueError) as exc:
-                raise invalid_arg_value("stdio", item, f"has no usable descriptor ({exc})") from None
+                raise invalid_arg_value("stdio", item,
+                                        f"has no usable descriptor ({exc})") from None
             if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
                 raise invalid_arg_value("stdio", item)
             slots.append(StdioSlot("fd", fd, item))
@@ -334,7 +339,7 @@ def check_max_buffer(value: Any, name: str = "options.maxBuffer") -> int:
     return int(value)
 
 
-def check_encoding(value: Any) -> Optional[str]:
+def check_encoding(value: Any) -> str | None:
     """A codec name, or None for bytes ('buffer' and unknown names give bytes, as in Node)."""
     if value is None or value == "buffer":
         return None
@@ -347,7 +352,7 @@ def check_encoding(value: Any) -> Optional[str]:
         return None
 
 
-def check_input(value: Any) -> Union[bytes, bytearray, memoryview, None]:
+def check_input(value: Any) -> bytes | bytearray | memoryview | None:
     """spawn_sync's ``input``: str (UTF-8), bytes or any buffer."""
     if value is None:
         return None

@@ -11,7 +11,7 @@ import struct
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
     import pickle
-    from typing import Any, Callable, Optional, Tuple
+    from typing import Any, Callable
 
 from ._errors import NodeTypeError
 
@@ -49,8 +49,8 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _make_json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any],
-                              Callable[[Any], bytes], Optional[Callable[[Any], bytes]]]:
+def _make_json_codec() -> tuple[Callable[[Any], bytes], Callable[[bytes], Any],
+                              Callable[[Any], bytes], Callable[[Any], bytes] | None]:
     """(encode, decode, fast_encode, fallback): ``fast_encode`` may raise TypeError for what
     ``fallback`` can still write (it saves a Python frame a message on the hot path)."""
     import json as _json
@@ -102,14 +102,14 @@ def _make_json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any],
 _json_codec: Any = None
 
 
-def json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+def json_codec() -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
     global _json_codec
     if _json_codec is None:
         _json_codec = _make_json_codec()
     return _json_codec[0], _json_codec[1]
 
 
-def encoders(serialization: str) -> Tuple[Callable[[Any], bytes], Optional[Callable[[Any], bytes]]]:
+def encoders(serialization: str) -> tuple[Callable[[Any], bytes], Callable[[Any], bytes] | None]:
     """(encode, fallback) for a channel's Outbox: the fastest encoder, and what to try when it
     raises TypeError."""
     if serialization == "json":
@@ -215,7 +215,7 @@ def pickle_decode(payload: bytes) -> Any:
     return pickle.loads(view[offset:body_end], buffers=buffers)
 
 
-def codec(serialization: str) -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any], bool]:
+def codec(serialization: str) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any], bool]:
     """(encode, decode, line_framed) for a serialization mode."""
     if serialization == "json":
         encode, decode = json_codec()

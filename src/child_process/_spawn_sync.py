@@ -8,7 +8,7 @@ import os
 import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, List, Optional, Union
+    from typing import Any, Union
 
     from ._typing import (Args, Encoding, Env, Input, MaxBuffer, Seconds, Shell, Signal, Stdio,
                           StrOrBytesPath, StrPath)
@@ -28,15 +28,15 @@ class SpawnSyncResult:
     __slots__ = ("pid", "output", "stdout", "stderr", "status", "signal", "error")
 
     pid: int
-    output: Optional[List[Output]]
+    output: list[Output] | None
     stdout: Output
     stderr: Output
-    status: Optional[int]
-    signal: Optional[str]
-    error: Optional[BaseException]
+    status: int | None
+    signal: str | None
+    error: BaseException | None
 
-    def __init__(self, pid: int, output: Optional[List[Output]], status: Optional[int],
-                 signal: Optional[str], error: Optional[BaseException]):
+    def __init__(self, pid: int, output: list[Output] | None, status: int | None,
+                 signal: str | None, error: BaseException | None):
         self.pid = pid
         self.output = output
         self.stdout = output[1] if output is not None and len(output) > 1 else None
@@ -47,7 +47,8 @@ class SpawnSyncResult:
 
     def __repr__(self) -> str:
         return (f"SpawnSyncResult(pid={self.pid}, status={self.status!r}, signal={self.signal!r}, "
-                f"stdout={_short(self.stdout)}, stderr={_short(self.stderr)}, error={self.error!r})")
+                f"stdout={_short(self.stdout)}, stderr={_short(self.stderr)}, "
+                f"error={self.error!r})")
 
 
 def _short(value: Any) -> str:
@@ -75,8 +76,8 @@ def spawn_sync(command: StrPath, args: Args = (), *, cwd: StrOrBytesPath | None 
     return _run(spec, data, limit, codec)
 
 
-def _run(spec: Any, data: Any, limit: int, codec: Optional[str]) -> SpawnSyncResult:
-    slots: List[int] = []
+def _run(spec: Any, data: Any, limit: int, codec: str | None) -> SpawnSyncResult:
+    slots: list[int] = []
     for index, slot in enumerate(spec.stdio):
         kind = slot.kind
         if kind == "pipe":
@@ -103,7 +104,7 @@ def _run(spec: Any, data: Any, limit: int, codec: Optional[str]) -> SpawnSyncRes
             spec.uid, spec.gid, feed, spec.timeout, spec.kill_signal, limit)
     if spawn_errno:
         return _failed(spawn_errno, spec, syscall)
-    results: List[Output] = list(outputs)
+    results: list[Output] = list(outputs)
     if codec is not None:
         results = [o.decode(codec, "replace") if o is not None else None for o in outputs]
     code, signal = decode_status(status) if status >= 0 else (None, None)
@@ -134,7 +135,8 @@ def exec_file_sync(file: StrPath, args: Args = (), *, cwd: StrOrBytesPath | None
 
     Unless ``stdio`` is given, the child's stderr is captured *and* copied to ours, as in Node.
     """
-    result = spawn_sync(file, args, cwd=cwd, input=input, stdio=stdio if stdio is not None else "pipe",
+    result = spawn_sync(file, args, cwd=cwd, input=input,
+                        stdio=stdio if stdio is not None else "pipe",
                         env=env, uid=uid, gid=gid, timeout=timeout, kill_signal=kill_signal,
                         max_buffer=max_buffer, encoding=encoding, shell=shell)
     cmd = " ".join([os.fsdecode(file) if not isinstance(file, str) else file]

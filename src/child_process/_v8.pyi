@@ -1,8 +1,9 @@
 # Stub for the compiled module cext/_v8.pyx: V8's value serialization format (Node 20).
 from __future__ import annotations
 
-from typing_extensions import Buffer as _Buffer
 from typing import Any
+
+from typing_extensions import Buffer as _Buffer
 
 #: The format version written in the header.
 VERSION: int

@@ -1,8 +1,10 @@
 # Stub for the compiled module cext/_wire.pyx: IPC framing, the send queue, SCM_RIGHTS.
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, Callable
+
 from typing_extensions import Buffer as _Buffer
-from typing import Any, Callable, Sequence
 
 #: True when received descriptors are close-on-exec from birth (Linux).
 CMSG_CLOEXEC: bool
