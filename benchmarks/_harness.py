@@ -120,7 +120,7 @@ class Toolchain:
         except Unavailable as exc:
             head = shutil.which("head")
             if head is None:
-                raise Unavailable(f"no child to capture: {exc}, and no `head` on PATH")
+                raise Unavailable(f"no child to capture: {exc}, and no `head` on PATH") from exc
             return [head, "-c", str(int(nbytes)), "/dev/zero"]
 
     def writer_description(self):
@@ -162,13 +162,13 @@ def run_json(argv, timeout, env=None, cwd=None, cpu=None):
         def pin():
             os.sched_setaffinity(0, {cpu})
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, timeout=timeout, env=env,
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=timeout, env=env,
                               cwd=cwd, preexec_fn=pin)
     except subprocess.TimeoutExpired:
-        raise JobFailed(f"no answer within {timeout:.0f} s")
+        raise JobFailed(f"no answer within {timeout:.0f} s") from None
     except OSError as exc:
-        raise JobFailed(f"cannot start: {exc}")
+        raise JobFailed(f"cannot start: {exc}") from exc
     if proc.returncode != 0:
         err = proc.stderr.strip().splitlines()
         detail = err[-1] if err else "no message"
@@ -177,7 +177,7 @@ def run_json(argv, timeout, env=None, cwd=None, cpu=None):
     try:
         data = json.loads(lines[-1])
     except (IndexError, ValueError):
-        raise JobFailed(f"printed no JSON result: {proc.stdout[-200:]!r}")
+        raise JobFailed(f"printed no JSON result: {proc.stdout[-200:]!r}") from None
     if not isinstance(data, dict):
         raise JobFailed(f"printed {data!r} instead of a JSON object")
     return data
@@ -283,7 +283,7 @@ class _ExternalJob(Job):
         try:
             n, seconds = int(data["n"]), float(data["seconds"])
         except (KeyError, TypeError, ValueError):
-            raise JobFailed(f"unexpected output {data!r}")
+            raise JobFailed(f"unexpected output {data!r}") from None
         if n <= 0:
             raise JobFailed(f"measured no operation: {data!r}")
         return {self.keys[0]: seconds / n}, {}, _rss_info(data, self.keys[0])

@@ -88,7 +88,7 @@ def _ours():
     try:
         import child_process
     except Exception as exc:  # ImportError, or a half-built package failing at import
-        raise Unavailable(f"child_process not importable ({type(exc).__name__}: {exc})")
+        raise Unavailable(f"child_process not importable ({type(exc).__name__}: {exc})") from exc
     return child_process
 
 
@@ -141,7 +141,7 @@ def _spawn_mp_fork(spec):
     try:
         ctx = multiprocessing.get_context("fork")
     except ValueError as exc:
-        raise Unavailable(f"no fork start method: {exc}")
+        raise Unavailable(f"no fork start method: {exc}") from exc
 
     def op():
         proc = ctx.Process(target=_noop)
@@ -251,7 +251,7 @@ def _conc_asyncio_pidfd(spec):
     try:
         os.close(os.pidfd_open(os.getpid()))
     except OSError as exc:
-        raise Unavailable(f"pidfd_open fails here: {exc}")
+        raise Unavailable(f"pidfd_open fails here: {exc}") from exc
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     with warnings.catch_warnings():
@@ -492,7 +492,7 @@ def _ours_fork(spec, script, args, serialization):
         if serialization == "json":
             raise
         raise Unavailable(f"fork(serialization={serialization!r}) raised "
-                          f"{type(exc).__name__}: {exc}")
+                          f"{type(exc).__name__}: {exc}") from exc
     _place(child.pid, spec)
     return child
 
@@ -567,7 +567,7 @@ def _mp_context(method=None):
     try:
         ctx = multiprocessing.get_context(method)
     except ValueError as exc:
-        raise Unavailable(f"no multiprocessing start method {method!r}: {exc}")
+        raise Unavailable(f"no multiprocessing start method {method!r}: {exc}") from exc
     return ctx
 
 
@@ -717,7 +717,7 @@ def _package_path():
     try:
         found = importlib.util.find_spec("child_process")
     except (ImportError, ValueError) as exc:
-        raise Unavailable(f"child_process not found: {exc}")
+        raise Unavailable(f"child_process not found: {exc}") from exc
     if found is None or not found.origin:
         raise Unavailable("child_process not found")
     return os.path.dirname(os.path.dirname(found.origin))

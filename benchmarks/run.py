@@ -198,8 +198,8 @@ def child_process_status():
             "print(json.dumps([getattr(m, '__version__', '?'), m.__file__] + "
             "[n for n in ('spawn', 'spawn_sync', 'run') if hasattr(m, n)]))")
     try:
-        proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, timeout=60)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                              text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"unknown ({exc})"
     if proc.returncode != 0:

@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-import child_process
 from child_process._loop import get_loop
 
 NODE = shutil.which("node")

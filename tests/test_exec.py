@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import child_process
-from child_process import (AbortController, AbortError, ChildProcess, ExecError, NodeTypeError,
+from child_process import (AbortController, ChildProcess, ExecError, NodeTypeError,
                            NodeValueError, RangeError, SpawnError, exec, exec_file)
 
 PY = sys.executable
@@ -127,8 +127,9 @@ def test_exec_with_bash_shell():
 def test_callbacks_run_on_the_loop_thread_via_run():
     calls = {}
     for i in range(8):
+        # the outer lambda binds i now (B023 cannot see it)
         exec(f"echo {i}", callback=(lambda i: lambda e, o, s: calls.setdefault(
-            i, (e, o, s, threading.get_ident())))(i))
+            i, (e, o, s, threading.get_ident())))(i))  # noqa: B023
     assert calls == {}
     child_process.run()
     assert sorted(calls) == list(range(8))

@@ -83,7 +83,7 @@ p.on("message", on_message)
 _counter = [0]
 
 
-def script(tmp_path, code: str, name: str = None) -> str:
+def script(tmp_path, code: str, name: str | None = None) -> str:
     """Write ``code`` (dedented) to a new file in tmp_path; return its path."""
     _counter[0] += 1
     path = tmp_path / (name or f"child_{_counter[0]}.py")
@@ -125,7 +125,7 @@ def reap():
 class RawParent:
     """A Python child on a socket pair whose other end is ``self.sock``: we are its parent."""
 
-    def __init__(self, path: str, mode: str = "json", env: dict = None, fd: int = None):
+    def __init__(self, path: str, mode: str = "json", env: dict | None = None, fd: int | None = None):
         self.sock, theirs = socket.socketpair()
         child_fd = theirs.fileno()
         if fd is not None:          # place the child's end at a chosen number
@@ -671,7 +671,7 @@ def test_pickle_huge_length_prefix_is_refused_before_allocating(tmp_path, raw_pa
     assert limit == 256 * MIB                   # docs/api.md: 256 MiB by default
     assert ["error", "ERR_IPC_BAD_MESSAGE", False] in events
     assert ["disconnect"] in events
-    rss = [e for e in events if e[0] == "rss"][0]
+    rss = next(e for e in events if e[0] == "rss")
     assert rss[1] - rss_before < 20 * 1024      # KiB
     assert rss[2] - maxrss_before < 20 * 1024
 

@@ -5,7 +5,6 @@ look for the next message after an IPC read (``CHILD_PROCESS_SPIN_US``)."""
 from __future__ import annotations
 
 import os
-import resource
 import socket
 import subprocess
 import sys

@@ -1237,11 +1237,11 @@ def test_stdio_any_placement_of_parent_fds(data):
         targets = data.draw(st.lists(st.integers(0, 12), min_size=count, max_size=count,
                                      unique=True), label="targets")
         stdio = ["ignore"] * (max(targets) + 1)
-        for (r, w), t in zip(pipes, targets):
+        for (_r, w), t in zip(pipes, targets):
             stdio[t] = w
         code = f"import os\nfor t in {targets!r}: os.write(t, b'fd%d' % t)"
         child = spawn(PY, py(code), stdio=stdio)
-        for r, w in pipes:
+        for _r, w in pipes:
             os.close(w)
         pipes = [(r, -1) for r, _ in pipes]
         assert child.wait(WAIT) == (0, None)
@@ -1653,7 +1653,8 @@ def test_threads_each_with_own_loop():
                 child.stdout.on("data", out.append)
                 child.stdin.end(payload)
                 kids.append((child, payload, out))
-            results[n] = [(child.wait(WAIT), payload, b"".join(out))
+            # (F821: the threads run before the `del results` at the end of the test)
+            results[n] = [(child.wait(WAIT), payload, b"".join(out))  # noqa: F821
                           for child, payload, out in kids]
         except BaseException as exc:          # noqa: BLE001 - reported below
             errors.append(exc)
@@ -1666,7 +1667,7 @@ def test_threads_each_with_own_loop():
     assert not any(t.is_alive() for t in threads)
     assert errors == []
     assert sorted(results) == list(range(8))
-    for n, rows in results.items():
+    for _n, rows in results.items():
         assert len(rows) == 20
         for status, payload, out in rows:
             assert status == (0, None)
@@ -1735,7 +1736,7 @@ def test_sigchld_watcher_many_threads_with_live_loops():
 
 
 def test_sequential_spawn_and_wait_300_times():
-    for i in range(300):
+    for _i in range(300):
         child = spawn("true", stdio="ignore")
         assert child.wait(WAIT) == (0, None)
 

@@ -4,7 +4,6 @@ spawn, exec, exec_file, fork and the sync family."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess

@@ -11,15 +11,13 @@ import array
 import datetime
 import math
 import os
-import random
 import re
 import struct
 import sys
 import textwrap
-import time
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from child_process import NodeTypeError, fork
@@ -481,8 +479,8 @@ scalars = (st.none() | st.booleans() | st.integers() | st.floats()
            | st.binary(max_size=20)
            | st.datetimes(timezones=st.just(UTC)).map(lambda d: d.replace(
                microsecond=d.microsecond // 1000 * 1000))
-           | st.lists(st.integers(-2 ** 15, 2 ** 15 - 1)).map(lambda l: array.array("h", l))
-           | st.lists(st.floats(width=32)).map(lambda l: array.array("f", l)))
+           | st.lists(st.integers(-2 ** 15, 2 ** 15 - 1)).map(lambda xs: array.array("h", xs))
+           | st.lists(st.floats(width=32)).map(lambda xs: array.array("f", xs)))
 hashable = st.none() | st.booleans() | st.integers() | st.text(max_size=10)
 values = st.recursive(
     scalars,
@@ -697,7 +695,7 @@ def test_malformed_frame_to_the_child_is_an_error_and_closes_its_channel(tmp_pat
     os.write(child.channel.fd, b"\x00\x00\x00\x04\xff\x0f\x41\x05")
     assert child.wait(WAIT) == (0, None)
     import json
-    lines = [json.loads(l) for l in b"".join(chunks).decode().splitlines()]
+    lines = [json.loads(line) for line in b"".join(chunks).decode().splitlines()]
     assert lines[:2] == [["message", {"first": [1]}], ["message", "second"]]
     assert lines[2][0:2] == ["error", "ERR_IPC_BAD_MESSAGE"] and lines[2][3] is False
     assert "runs past the end" in lines[2][2]
@@ -732,7 +730,7 @@ def test_huge_length_prefix_is_refused_before_allocating(tmp_path, reap):
     os.write(child.channel.fd, b"\xff\xff\xff\xf0")
     assert child.wait(WAIT) == (0, None)
     import json
-    lines = [json.loads(l) for l in b"".join(chunks).decode().splitlines()]
+    lines = [json.loads(line) for line in b"".join(chunks).decode().splitlines()]
     assert lines[0] == ["message", "before"]
     assert lines[1][:2] == ["error", "ERR_IPC_BAD_MESSAGE"] and lines[1][2] < 20 * 1024
     assert lines[2] == ["disconnect"]

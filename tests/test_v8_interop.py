@@ -523,7 +523,7 @@ def test_our_bytes_equal_nodes_channel_bytes(tmp_path):
     assert wrong == []
     # and what we read back from Node's bytes encodes to them again (except a RegExp's g/y
     # flags, which a Python pattern drops: docs/v8.md)
-    for (js, value), frame in zip(cases, frames):
+    for (js, _value), frame in zip(cases, frames):
         if js != "/q/gy":
             assert v8_encode(v8_decode(frame[4:])) == frame[4:], js
 

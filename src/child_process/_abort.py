@@ -10,7 +10,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Callable, Iterable
+    from typing import Any, Callable
+    from collections.abc import Iterable
 
 from ._errors import AbortError
 
@@ -25,7 +26,7 @@ class AbortSignal:
         self.reason: Any = None
         # [callback, once, removed] records; 'removed' lets a dispatch in
         # progress skip listeners taken off by an earlier listener.
-        self._listeners: list = []
+        self._listeners: list[list[Any]] = []
         self._onabort: Any = None
         self._onabort_record: Any = None
 
@@ -34,7 +35,8 @@ class AbortSignal:
 
     # -- listeners --------------------------------------------------------------
 
-    def add_event_listener(self, type: str, listener: Callable, once: bool = False) -> None:
+    def add_event_listener(self, type: str, listener: Callable[[], object],
+                           once: bool = False) -> None:
         """Call ``listener()`` when the signal aborts (never, if it already has)."""
         if type != "abort" or listener is None or self.aborted:
             return
@@ -43,7 +45,7 @@ class AbortSignal:
                 return
         self._listeners.append([listener, once, False])
 
-    def remove_event_listener(self, type: str, listener: Callable) -> None:
+    def remove_event_listener(self, type: str, listener: Callable[[], object]) -> None:
         """Undo ``add_event_listener`` (a no-op if ``listener`` is not registered)."""
         if type != "abort":
             return
@@ -79,7 +81,7 @@ class AbortSignal:
     # -- state ------------------------------------------------------------------
 
     def throw_if_aborted(self) -> None:
-        """Raise the abort reason if aborted (wrapped in ``AbortError`` if it is not an exception)."""
+        """Raise the abort reason if aborted (wrapped in ``AbortError`` unless an exception)."""
         if self.aborted:
             reason = self.reason
             if isinstance(reason, BaseException):
@@ -112,21 +114,21 @@ class AbortSignal:
     # -- constructors -----------------------------------------------------------
 
     @staticmethod
-    def abort(reason: Any = None) -> "AbortSignal":
+    def abort(reason: Any = None) -> AbortSignal:
         """A signal that is already aborted with ``reason`` (default: ``AbortError()``)."""
         signal = AbortSignal()
         signal._abort(reason)
         return signal
 
     @staticmethod
-    def any(signals: Iterable[Any]) -> "AbortSignal":
+    def any(signals: Iterable[Any]) -> AbortSignal:
         """A signal that aborts, with the same reason, as soon as any of ``signals`` does."""
         signals = list(signals)
         for source in signals:
             if source.aborted:
                 return AbortSignal.abort(source.reason)
         result = AbortSignal()
-        hooks = []
+        hooks: list[tuple[AbortSignal, Callable[[], None]]] = []
 
         def follow(source: Any) -> Callable[[], None]:
             def on_abort() -> None:

@@ -17,9 +17,10 @@ import asyncio
 import weakref
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Optional
+    from typing import Any
+    from collections.abc import Generator, Iterator
 
-from ._loop import Loop, get_loop
+from ._loop import Loop
 
 _get_running_loop = asyncio._get_running_loop
 
@@ -34,7 +35,7 @@ class _Binding:
         # its epoll descriptor closed) by reference counting when the thread ends
         self._loop = weakref.ref(loop)
         self.aloop = aloop
-        self.timer: Optional[asyncio.TimerHandle] = None
+        self.timer: asyncio.TimerHandle | None = None
         self.fd = loop.fileno()
         if self.fd >= 0:
             aloop.add_reader(self.fd, self.tick)
@@ -111,13 +112,13 @@ def bind(loop: Loop) -> bool:
     return True
 
 
-async def drive_until(loop: Loop, future: "asyncio.Future") -> None:
+async def drive_until(loop: Loop, future: asyncio.Future[Any]) -> None:
     """Wait for ``future`` with the running asyncio loop driving ours."""
     bind(loop)
     await future
 
 
-async def await_close(child: Any) -> tuple:
+async def await_close(child: Any) -> tuple[int | None, str | None]:
     """``await child``: (exit_code, signal_code) after 'close'; cancellation kills and reaps."""
     if child._closed:
         return child.exit_code, child.signal_code
@@ -138,7 +139,7 @@ async def await_close(child: Any) -> tuple:
     return child.exit_code, child.signal_code
 
 
-async def _kill_and_reap(child: Any, closed: "asyncio.Future") -> None:
+async def _kill_and_reap(child: Any, closed: asyncio.Future[None]) -> None:
     """After a cancellation: kill_signal, drop the pipes (a grandchild may hold them for long;
     nobody wants the output any more), then wait, uncancellably, until the child is reaped."""
     if not child._closed:
@@ -163,7 +164,7 @@ class ExecResult:
         self.stderr = stderr
         self.child = child
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter((self.stdout, self.stderr))
 
     def __repr__(self) -> str:
@@ -175,7 +176,7 @@ class ExecAwaitable:
 
     def __init__(self, start: Any):
         future = self._future = asyncio.get_running_loop().create_future()
-        box: list = []          # the child, without a reference cycle through this object
+        box: list[Any] = []          # the child, without a reference cycle through this object
 
         def done(err: Any, stdout: Any, stderr: Any) -> None:
             child = box.pop() if box else None
@@ -190,18 +191,21 @@ class ExecAwaitable:
         box.append(self.child)
         bind(self.child._loop)
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, ExecResult]:
         return self._wait().__await__()
 
     async def _wait(self) -> ExecResult:
         try:
             return await asyncio.shield(self._future)
         except asyncio.CancelledError:
-            closed = asyncio.get_running_loop().create_future()
+            closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             if self.child._closed:
                 closed.set_result(None)
             else:
-                self.child.once("close", lambda *_: closed.done() or closed.set_result(None))
+                def on_close(*_: object) -> None:
+                    if not closed.done():
+                        closed.set_result(None)
+                self.child.once("close", on_close)
             await _kill_and_reap(self.child, closed)
             if self._future.done() and not self._future.cancelled():
                 self._future.exception()      # mark retrieved

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Sequence
+    from ._abort import AbortSignal
+    from ._typing import (Args, Env, Seconds, Serialization, Shell, Signal, Stdio, StrOrBytesPath,
+                          StrPath)
 
 import sys
 
@@ -13,11 +15,13 @@ from ._errors import NodeValueError, invalid_arg_type
 from ._options import check_string, normalize_spawn
 
 
-def spawn(command: Any, args: Sequence[Any] = (), *, cwd: Any = None, env: Any = None,
-          argv0: Any = None, stdio: Any = "pipe", detached: bool = False, uid: Any = None,
-          gid: Any = None, serialization: str = "json", shell: Any = False, signal: Any = None,
-          timeout: Any = None, kill_signal: Any = "SIGTERM", kill_tree: bool = False,
-          die_with_parent: Any = False) -> ChildProcess:
+def spawn(command: StrPath, args: Args = (), *, cwd: StrOrBytesPath | None = None,
+          env: Env = None, argv0: StrOrBytesPath | None = None, stdio: Stdio = "pipe",
+          detached: bool = False, uid: int | None = None, gid: int | None = None,
+          serialization: Serialization = "json", shell: Shell = False,
+          signal: AbortSignal | None = None, timeout: Seconds = None,
+          kill_signal: Signal = "SIGTERM",
+          kill_tree: bool = False, die_with_parent: bool | Signal = False) -> ChildProcess:
     """Start ``command`` with ``args``; return its ChildProcess at once (Node's spawn).
 
     A failure to start never raises: the child emits 'error' on the next loop turn.
@@ -31,12 +35,13 @@ def spawn(command: Any, args: Sequence[Any] = (), *, cwd: Any = None, env: Any =
     return child
 
 
-def fork(module_path: Any, args: Sequence[Any] = (), *, cwd: Any = None, detached: bool = False,
-         env: Any = None, exec_path: Any = None, exec_argv: Any = None, gid: Any = None,
-         uid: Any = None, serialization: str = "json", signal: Any = None,
-         kill_signal: Any = "SIGTERM", silent: bool = False, stdio: Any = None,
-         timeout: Any = None, kill_tree: bool = False,
-         die_with_parent: Any = False) -> ChildProcess:
+def fork(module_path: StrOrBytesPath, args: Args = (), *, cwd: StrOrBytesPath | None = None,
+         detached: bool = False, env: Env = None, exec_path: StrPath | None = None,
+         exec_argv: Args = None, gid: int | None = None, uid: int | None = None,
+         serialization: Serialization = "json", signal: AbortSignal | None = None,
+         kill_signal: Signal = "SIGTERM", silent: bool = False,
+         stdio: Stdio | None = None, timeout: Seconds = None,
+         kill_tree: bool = False, die_with_parent: bool | Signal = False) -> ChildProcess:
     """Run ``exec_path`` (default: this Python) on ``module_path`` with an IPC channel.
 
     The child talks back through ``child_process.parent`` (a Python child) or ``process.send``

@@ -11,7 +11,10 @@ import errno as _errno
 import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, List, Optional, Tuple
+    from typing import Any
+    from collections.abc import Generator
+
+    from ._typing import Signal
 
 import sys
 
@@ -27,7 +30,7 @@ from ._streams import Duplex, Readable, Writable
 _EMFILE = (_errno.EMFILE, _errno.ENFILE)
 
 
-def start(spec: SpawnSpec, env: List[bytes], child_fds: List[int]) -> int:
+def start(spec: SpawnSpec, env: list[bytes], child_fds: list[int]) -> int:
     """Find and start the executable; a file without ``#!`` runs through /bin/sh (execvp does)."""
     path = _spawn.find_executable(spec.file, spec.path_env, spec.cwd)
     try:
@@ -54,24 +57,24 @@ class ChildProcess(ChannelOwner):
     def __init__(self) -> None:
         EventEmitter.__init__(self)
         self._ipc_init()
-        self.pid: Optional[int] = None
-        self.exit_code: Optional[int] = None
-        self.signal_code: Optional[str] = None
+        self.pid: int | None = None
+        self.exit_code: int | None = None
+        self.signal_code: str | None = None
         self.killed = False
         self.channel: Any = None
-        self.spawnfile: Optional[str] = None
-        self.spawnargs: List[Any] = []
-        self.stdin: Optional[Writable] = None
-        self.stdout: Optional[Readable] = None
-        self.stderr: Optional[Readable] = None
-        self.stdio: List[Any] = []
-        self._loop: Optional[Loop] = None
-        self._watcher: Optional[ExitWatcher] = None
+        self.spawnfile: str | None = None
+        self.spawnargs: list[Any] = []
+        self.stdin: Writable | None = None
+        self.stdout: Readable | None = None
+        self.stderr: Readable | None = None
+        self.stdio: list[Any] = []
+        self._loop: Loop = None  # type: ignore[assignment]  # set by _spawn(), before any use
+        self._watcher: ExitWatcher | None = None
         self._closes_needed = 1
         self._closes_got = 0
         self._closed = False
         self._exited = False
-        self._timer: Optional[Timer] = None
+        self._timer: Timer | None = None
         self._abort_signal: Any = None
         self._kill_signal = 15
         self._kill_tree = False
@@ -91,9 +94,9 @@ class ChildProcess(ChannelOwner):
         self._kill_signal = spec.kill_signal
         self._kill_tree = spec.kill_tree
         slots = spec.stdio
-        parent_ends: List[Tuple[int, str, int]] = []   # (index, kind, fd)
-        child_fds: List[int] = []
-        to_close: List[int] = []
+        parent_ends: list[tuple[int, str, int]] = []   # (index, kind, fd)
+        child_fds: list[int] = []
+        to_close: list[int] = []
         try:
             for index, slot in enumerate(slots):
                 kind = slot.kind
@@ -149,7 +152,7 @@ class ChildProcess(ChannelOwner):
             return
         # 'spawn' is queued first: it must come before anything the exit watcher reports
         loop.call_soon(self.emit, "spawn")
-        self._watcher = ExitWatcher(loop, self.pid, self._on_exit)
+        self._watcher = ExitWatcher(loop, self.pid, self._on_exit)  # type: ignore[arg-type]  # started
         if spec.timeout > 0:
             self._timer = Timer(loop, self._on_timeout)
             self._timer.unref()
@@ -161,8 +164,9 @@ class ChildProcess(ChannelOwner):
             else:
                 spec.signal.add_event_listener("abort", self._on_abort)
 
-    def _wire_stdio(self, loop: Loop, count: int, parent_ends: list, spec: SpawnSpec) -> None:
-        stdio: List[Any] = [None] * count
+    def _wire_stdio(self, loop: Loop, count: int, parent_ends: list[tuple[int, str, int]],
+                    spec: SpawnSpec) -> None:
+        stdio: list[Any] = [None] * count
         for index, kind, fd in parent_ends:
             if kind == "r":
                 stream: Any = Readable(loop, fd)
@@ -195,7 +199,8 @@ class ChildProcess(ChannelOwner):
         message = f"spawn {spec.spawnfile} {errno_code(err)}"
         if err == _errno.ENOENT and spec.cwd is not None and not os.path.isdir(spec.cwd):
             message += f" (the cwd {os.fsdecode(spec.cwd)!r} does not exist)"
-        error = SpawnError(err, f"spawn {spec.spawnfile}", spec.spawnfile, spec.spawnargs[1:], message)
+        error = SpawnError(err, f"spawn {spec.spawnfile}", spec.spawnfile, spec.spawnargs[1:],
+                           message)
         if self.stdin is not None:
             self.stdin.destroy()
 
@@ -271,7 +276,7 @@ class ChildProcess(ChannelOwner):
 
     # -- public methods --------------------------------------------------------------------
 
-    def kill(self, signal: Any = "SIGTERM") -> bool:
+    def kill(self, signal: Signal = "SIGTERM") -> bool:
         """Send ``signal`` (name or number; 0 probes). False once the child has exited."""
         number = check_signal(signal, "signal", allow_zero=True)
         watcher = self._watcher
@@ -293,8 +298,11 @@ class ChildProcess(ChannelOwner):
         """kill_tree: the child leads its process group; signal all of it. Also after the child
         itself has ended, for what it left behind (the group id cannot be reused while any
         member lives, so this never reaches a stranger)."""
+        pid = self.pid
+        if pid is None:
+            return False
         try:
-            os.killpg(self.pid, number)
+            os.killpg(pid, number)
         except ProcessLookupError:
             return False
         except OSError as exc:
@@ -314,7 +322,7 @@ class ChildProcess(ChannelOwner):
         if self._watcher is not None:
             self._watcher.unref()
 
-    def wait(self, timeout: Optional[float] = None) -> Tuple[Optional[int], Optional[str]]:
+    def wait(self, timeout: float | None = None) -> tuple[int | None, str | None]:
         """Run the loop until this child has emitted 'close'; return (exit_code, signal_code).
 
         With a timeout that expires, raise TimeoutError and leave the child running.
@@ -329,11 +337,11 @@ class ChildProcess(ChannelOwner):
                 raise RuntimeError("the loop stopped before the child closed")
         return self.exit_code, self.signal_code
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, tuple[int | None, str | None]]:
         from ._aio import await_close
         return await_close(self).__await__()
 
-    def __enter__(self) -> "ChildProcess":
+    def __enter__(self) -> ChildProcess:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -1,4 +1,4 @@
-"""Error classes that carry Node's ``.code`` so callers can branch on the same strings as in Node."""
+"""Error classes that carry Node's ``.code``: callers branch on the same strings as in Node."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class NodeTypeError(TypeError):
 
 
 class NodeValueError(ValueError):
-    """A bad value (Node's TypeError/Error with ``ERR_INVALID_ARG_VALUE``, ``ERR_IPC_ONE_PIPE``, ...)."""
+    """A bad value (Node's TypeError or Error): ``ERR_INVALID_ARG_VALUE``, ``ERR_IPC_ONE_PIPE``."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -50,11 +50,13 @@ def errno_code(err: int) -> str:
 class SpawnError(OSError):
     """A child could not be started, or a system call on it failed (Node's ErrnoException)."""
 
+    strerror_text: str      # set by errno_exception(): the C library's text for the errno
+
     def __init__(self, err: int, syscall: str, path: object = None, spawnargs: object = None,
                  message: str | None = None):
         code = errno_code(err)
         if message is None:
-            message = f"{syscall} {code}" if path is None else f"{syscall} {code}"
+            message = f"{syscall} {code}"
         super().__init__(err, message)
         self.code = code
         self.syscall = syscall
@@ -64,12 +66,16 @@ class SpawnError(OSError):
     def __str__(self) -> str:
         return self.strerror or ""
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[SpawnError], tuple[object, ...]]:
         return (SpawnError, (self.errno, self.syscall, self.path, self.spawnargs, self.strerror))
 
 
-def errno_exception(err: int, syscall: str) -> SpawnError:
-    """An errno failure of ``syscall`` (kill, write, ...), shaped like Node's errnoException."""
+def errno_exception(err: int | None, syscall: str) -> SpawnError:
+    """An errno failure of ``syscall`` (kill, write, ...), shaped like Node's errnoException.
+
+    ``err`` is an ``OSError.errno``: None (an OSError raised without one) counts as EIO."""
+    if err is None:
+        err = _errno.EIO
     e = SpawnError(err, syscall, message=f"{syscall} {errno_code(err)}")
     e.strerror_text = _os.strerror(err)
     return e

@@ -15,7 +15,16 @@ import types
 from types import MappingProxyType
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Callable, Hashable
+    from typing import Any, Callable, TypeVar, overload
+    from collections.abc import Hashable
+
+    from typing_extensions import Self
+
+    #: a listener: called with as many leading arguments of the event as it accepts
+    Listener = Callable[..., object]
+    _F = TypeVar("_F", bound=Callable[..., object])
+    #: (fn, nargs, once flag or None)
+    _Entry = tuple[Listener, int, "list[bool] | None"]
 
 from ._errors import invalid_arg_type
 
@@ -47,7 +56,7 @@ class UnhandledErrorEvent(Exception):
             self.context = context
 
 
-def _positional_capacity(fn: Callable) -> int:
+def _positional_capacity(fn: Listener) -> int:
     """How many leading positional arguments ``fn`` accepts (``_ALL`` if unbounded or unknown)."""
     if type(fn) is _FunctionType:
         code = fn.__code__
@@ -59,7 +68,7 @@ def _positional_capacity(fn: Callable) -> int:
             return _ALL if code.co_flags & _CO_VARARGS else max(code.co_argcount - 1, 0)
         # e.g. a bound Cython function: let inspect drop the bound argument.
     elif not isinstance(fn, (type, functools.partial)):
-        call = getattr(type(fn), "__call__", None)
+        call = type(fn).__call__ if callable(fn) else None
         if type(call) is _FunctionType:  # instance of a Python class with __call__
             code = call.__code__
             return _ALL if code.co_flags & _CO_VARARGS else max(code.co_argcount - 1, 0)
@@ -88,7 +97,7 @@ class EventEmitter:
     """
 
     # Class-level default: the per-instance dict is created on the first add.
-    _events: dict = _NO_EVENTS
+    _events: dict[Hashable, tuple[_Entry, ...]] = _NO_EVENTS
 
     def __init__(self) -> None:
         # Nothing to do: ``_events`` is created lazily by the first listener.
@@ -100,11 +109,12 @@ class EventEmitter:
         """Called after each listener is added for ``event``."""
 
     def _listener_removed(self, event: Hashable) -> None:
-        """Called after each listener is removed for ``event`` (``off``, once, ``remove_all_listeners``)."""
+        """Called after each listener is removed for ``event`` (``off``, a once-listener firing,
+        ``remove_all_listeners``)."""
 
     # -- registration -----------------------------------------------------------
 
-    def _add(self, event: Hashable, listener: Callable, once: bool, prepend: bool) -> None:
+    def _add(self, event: Hashable, listener: Listener, once: bool, prepend: bool) -> None:
         if not callable(listener):
             raise invalid_arg_type("listener", "a callable", listener)
         events = self._events
@@ -114,7 +124,7 @@ class EventEmitter:
             self.emit("newListener", event, listener)
         # ``once`` is a one-slot list so a fired once-listener is not called again
         # from an older snapshot (e.g. when a listener re-emits the same event).
-        entry = (listener, _positional_capacity(listener), [False] if once else None)
+        entry: _Entry = (listener, _positional_capacity(listener), [False] if once else None)
         current = events.get(event)
         if current is None:
             events[event] = (entry,)
@@ -124,8 +134,14 @@ class EventEmitter:
             events[event] = current + (entry,)
         self._listener_added(event)
 
-    def on(self, event: Hashable, listener: Callable = _MISSING) -> Any:
-        """Add ``listener`` for ``event``; return ``self``.  Without ``listener``, return a decorator."""
+    if TYPE_CHECKING:
+        @overload
+        def on(self, event: Hashable) -> Callable[[_F], _F]: ...
+        @overload
+        def on(self, event: Hashable, listener: Listener) -> Self: ...
+
+    def on(self, event: Hashable, listener: Any = _MISSING) -> Any:
+        """Add ``listener`` for ``event``; return ``self``. Without ``listener``: a decorator."""
         if listener is _MISSING:
             return self._decorator(event, False, False)
         self._add(event, listener, False, False)
@@ -133,36 +149,54 @@ class EventEmitter:
 
     add_listener = on
 
-    def once(self, event: Hashable, listener: Callable = _MISSING) -> Any:
+    if TYPE_CHECKING:
+        @overload
+        def once(self, event: Hashable) -> Callable[[_F], _F]: ...
+        @overload
+        def once(self, event: Hashable, listener: Listener) -> Self: ...
+
+    def once(self, event: Hashable, listener: Any = _MISSING) -> Any:
         """Like ``on``, but the listener is removed just before its first call."""
         if listener is _MISSING:
             return self._decorator(event, True, False)
         self._add(event, listener, True, False)
         return self
 
-    def prepend_listener(self, event: Hashable, listener: Callable = _MISSING) -> Any:
+    if TYPE_CHECKING:
+        @overload
+        def prepend_listener(self, event: Hashable) -> Callable[[_F], _F]: ...
+        @overload
+        def prepend_listener(self, event: Hashable, listener: Listener) -> Self: ...
+
+    def prepend_listener(self, event: Hashable, listener: Any = _MISSING) -> Any:
         """Like ``on``, but the listener goes before the existing ones."""
         if listener is _MISSING:
             return self._decorator(event, False, True)
         self._add(event, listener, False, True)
         return self
 
-    def prepend_once_listener(self, event: Hashable, listener: Callable = _MISSING) -> Any:
+    if TYPE_CHECKING:
+        @overload
+        def prepend_once_listener(self, event: Hashable) -> Callable[[_F], _F]: ...
+        @overload
+        def prepend_once_listener(self, event: Hashable, listener: Listener) -> Self: ...
+
+    def prepend_once_listener(self, event: Hashable, listener: Any = _MISSING) -> Any:
         """Like ``once``, but the listener goes before the existing ones."""
         if listener is _MISSING:
             return self._decorator(event, True, True)
         self._add(event, listener, True, True)
         return self
 
-    def _decorator(self, event: Hashable, once: bool, prepend: bool) -> Callable:
-        def register(fn: Callable) -> Callable:
+    def _decorator(self, event: Hashable, once: bool, prepend: bool) -> Callable[[_F], _F]:
+        def register(fn: _F) -> _F:
             self._add(event, fn, once, prepend)
             return fn
         return register
 
     # -- removal ----------------------------------------------------------------
 
-    def _remove_entry(self, event: Hashable, entry: tuple) -> None:
+    def _remove_entry(self, event: Hashable, entry: _Entry) -> None:
         """Drop one registration (by identity), then run the hook and 'removeListener'."""
         events = self._events
         current = events.get(event)
@@ -181,8 +215,8 @@ class EventEmitter:
         if "removeListener" in events:
             self.emit("removeListener", event, entry[0])
 
-    def off(self, event: Hashable, listener: Callable) -> "EventEmitter":
-        """Remove the most recently added registration of ``listener`` for ``event``; return ``self``."""
+    def off(self, event: Hashable, listener: Listener) -> Self:
+        """Remove the latest registration of ``listener`` for ``event``; return ``self``."""
         current = self._events.get(event)
         if current is not None:
             for i in range(len(current) - 1, -1, -1):
@@ -195,7 +229,7 @@ class EventEmitter:
 
     remove_listener = off
 
-    def remove_all_listeners(self, event: Hashable = None) -> "EventEmitter":
+    def remove_all_listeners(self, event: Hashable = None) -> Self:
         """Remove every listener for ``event``, or for all events when ``event`` is None."""
         events = self._events
         if event is not None:
@@ -246,29 +280,29 @@ class EventEmitter:
 
     # -- introspection ----------------------------------------------------------
 
-    def listeners(self, event: Hashable) -> list:
+    def listeners(self, event: Hashable) -> list[Listener]:
         """A copy of ``event``'s listeners (once-listeners appear as the original function)."""
         return [entry[0] for entry in self._events.get(event, ())]
 
-    def raw_listeners(self, event: Hashable) -> list:
+    def raw_listeners(self, event: Hashable) -> list[Listener]:
         """Same as ``listeners``: once-listeners are not wrapped here."""
         return self.listeners(event)
 
-    def listener_count(self, event: Hashable, listener: Callable = None) -> int:
+    def listener_count(self, event: Hashable, listener: Listener | None = None) -> int:
         """How many listeners ``event`` has (only those equal to ``listener`` if given)."""
         entries = self._events.get(event, ())
         if listener is None:
             return len(entries)
         return sum(1 for e in entries if e[0] is listener or e[0] == listener)
 
-    def event_names(self) -> list:
+    def event_names(self) -> list[Hashable]:
         """Events that currently have listeners, in the order they first got one."""
         return list(self._events)
 
     # Kept for code ported from Node; there are no max-listener warnings here.
     _max_listeners = 10
 
-    def set_max_listeners(self, n: int) -> "EventEmitter":
+    def set_max_listeners(self, n: int) -> Self:
         self._max_listeners = n
         return self
 
@@ -276,7 +310,7 @@ class EventEmitter:
         return self._max_listeners
 
 
-def _raise_unhandled(args: tuple) -> None:
+def _raise_unhandled(args: tuple[Any, ...]) -> None:
     if not args:
         raise UnhandledErrorEvent()
     err = args[0]

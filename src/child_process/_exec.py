@@ -6,20 +6,26 @@ from __future__ import annotations
 import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Callable, List, Optional, Sequence
+    from typing import Any, Callable
+
+    from ._abort import AbortSignal
+    from ._aio import ExecAwaitable
+    from ._typing import (Args, Encoding, Env, ExecCallback, MaxBuffer, Seconds, Shell, Signal,
+                          StrOrBytesPath, StrPath)
 
 from ._child import ChildProcess
 from ._errors import ExecError, RangeError, errno_code
 from ._options import check_encoding, check_max_buffer, normalize_spawn
 
 
-def exec_file(file: Any, args: Sequence[Any] = (), *, cwd: Any = None, env: Any = None,
-              encoding: Optional[str] = "utf-8", timeout: Any = 0,
-              max_buffer: Any = 1024 * 1024, kill_signal: Any = "SIGTERM", uid: Any = None,
-              gid: Any = None, shell: Any = False, signal: Any = None,
-              callback: Optional[Callable] = None, kill_tree: bool = False,
-              die_with_parent: Any = False) -> ChildProcess:
-    """Run ``file`` (no shell unless asked) and call ``callback(err, stdout, stderr)`` at the end."""
+def exec_file(file: StrPath, args: Args = (), *, cwd: StrOrBytesPath | None = None,
+              env: Env = None, encoding: Encoding = "utf-8", timeout: Seconds = 0,
+              max_buffer: MaxBuffer = 1024 * 1024, kill_signal: Signal = "SIGTERM",
+              uid: int | None = None, gid: int | None = None, shell: Shell = False,
+              signal: AbortSignal | None = None,
+              callback: ExecCallback | None = None,
+              kill_tree: bool = False, die_with_parent: bool | Signal = False) -> ChildProcess:
+    """Run ``file`` (no shell unless asked); ``callback(err, stdout, stderr)`` at the end."""
     if callback is not None and not callable(callback):
         from ._errors import invalid_arg_type
         raise invalid_arg_type("callback", "a callable", callback)
@@ -32,11 +38,13 @@ def exec_file(file: Any, args: Sequence[Any] = (), *, cwd: Any = None, env: Any 
     return _start(spec, cmd, limit, codec, callback)
 
 
-def exec(command: Any, *, cwd: Any = None, env: Any = None, encoding: Optional[str] = "utf-8",
-         shell: Any = "/bin/sh", signal: Any = None, timeout: Any = 0,
-         max_buffer: Any = 1024 * 1024, kill_signal: Any = "SIGTERM", uid: Any = None,
-         gid: Any = None, callback: Optional[Callable] = None, kill_tree: bool = False,
-         die_with_parent: Any = False) -> ChildProcess:
+def exec(command: StrPath, *, cwd: StrOrBytesPath | None = None, env: Env = None,
+         encoding: Encoding = "utf-8", shell: Shell = "/bin/sh",
+         signal: AbortSignal | None = None, timeout: Seconds = 0,
+         max_buffer: MaxBuffer = 1024 * 1024, kill_signal: Signal = "SIGTERM",
+         uid: int | None = None, gid: int | None = None,
+         callback: ExecCallback | None = None,
+         kill_tree: bool = False, die_with_parent: bool | Signal = False) -> ChildProcess:
     """Run ``command`` through the shell and call ``callback(err, stdout, stderr)`` at the end."""
     if callback is not None and not callable(callback):
         from ._errors import invalid_arg_type
@@ -60,13 +68,13 @@ class _Collector:
     __slots__ = ("chunks", "length", "over")
 
     def __init__(self) -> None:
-        self.chunks: List[bytes] = []
+        self.chunks: list[Any] = []     # bytes, or str once decoded
         self.length = 0
         self.over = False
 
 
-def _start(spec: Any, cmd: str, limit: int, codec: Optional[str],
-           callback: Optional[Callable]) -> ChildProcess:
+def _start(spec: Any, cmd: str, limit: int, codec: str | None,
+           callback: Callable[..., object] | None) -> ChildProcess:
     # exec handles the timeout itself, as Node's execFile: a kill also destroys the pipes, so the
     # callback never waits for a grandchild that still holds them
     timeout, spec.timeout = spec.timeout, 0
@@ -82,18 +90,18 @@ class _ExecRun:
     finished child, its loop or its output alive)."""
 
     def __init__(self, child: ChildProcess, kill_signal: int, cmd: str, limit: int,
-                 codec: Optional[str], callback: Optional[Callable], timeout: float):
-        self.child: Optional[ChildProcess] = child
+                 codec: str | None, callback: Callable[..., object] | None, timeout: float):
+        self.child: ChildProcess | None = child
         self.kill_signal = kill_signal
         self.cmd = cmd
         self.limit = limit
         self.codec = codec
         self.callback = callback
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         self.killed = False
         self.done = False
         self.boxes = {"stdout": _Collector(), "stderr": _Collector()}
-        self.listeners: List[Any] = []
+        self.listeners: list[Any] = []
         self.timer: Any = None
         for name, stream in (("stdout", child.stdout), ("stderr", child.stderr)):
             if stream is not None:
@@ -160,7 +168,7 @@ class _ExecRun:
                 stream.destroy()
         self.finish(child.exit_code, child.signal_code)
 
-    def finish(self, code: Optional[int] = None, signal: Optional[str] = None) -> None:
+    def finish(self, code: int | None = None, signal: str | None = None) -> None:
         child = self.child
         if self.done or child is None:
             return
@@ -196,20 +204,32 @@ class _ExecRun:
         callback(err, stdout, stderr)
 
 
-def exec_async(command: Any, **options: Any) -> Any:
+def exec_async(command: StrPath, *, cwd: StrOrBytesPath | None = None, env: Env = None,
+               encoding: Encoding = "utf-8", shell: Shell = "/bin/sh",
+               signal: AbortSignal | None = None, timeout: Seconds = 0,
+               max_buffer: MaxBuffer = 1024 * 1024, kill_signal: Signal = "SIGTERM",
+               uid: int | None = None, gid: int | None = None, kill_tree: bool = False,
+               die_with_parent: bool | Signal = False) -> ExecAwaitable:
     """``await exec_async(cmd)`` -> result with ``.stdout``/``.stderr``; raises ExecError.
 
     The awaitable has ``.child``. Needs a running asyncio loop, which drives the child.
     """
     from ._aio import ExecAwaitable
-    if "callback" in options:
-        raise TypeError("exec_async() takes no callback")
-    return ExecAwaitable(lambda done: exec(command, callback=done, **options))
+    return ExecAwaitable(lambda done: exec(
+        command, cwd=cwd, env=env, encoding=encoding, shell=shell, signal=signal,
+        timeout=timeout, max_buffer=max_buffer, kill_signal=kill_signal, uid=uid, gid=gid,
+        callback=done, kill_tree=kill_tree, die_with_parent=die_with_parent))
 
 
-def exec_file_async(file: Any, args: Sequence[Any] = (), **options: Any) -> Any:
+def exec_file_async(file: StrPath, args: Args = (), *, cwd: StrOrBytesPath | None = None,
+                    env: Env = None, encoding: Encoding = "utf-8", timeout: Seconds = 0,
+                    max_buffer: MaxBuffer = 1024 * 1024, kill_signal: Signal = "SIGTERM",
+                    uid: int | None = None, gid: int | None = None, shell: Shell = False,
+                    signal: AbortSignal | None = None, kill_tree: bool = False,
+                    die_with_parent: bool | Signal = False) -> ExecAwaitable:
     """``await exec_file_async(file, args)``: exec_file as an awaitable (see exec_async)."""
     from ._aio import ExecAwaitable
-    if "callback" in options:
-        raise TypeError("exec_file_async() takes no callback")
-    return ExecAwaitable(lambda done: exec_file(file, args, callback=done, **options))
+    return ExecAwaitable(lambda done: exec_file(
+        file, args, cwd=cwd, env=env, encoding=encoding, timeout=timeout,
+        max_buffer=max_buffer, kill_signal=kill_signal, uid=uid, gid=gid, shell=shell,
+        signal=signal, callback=done, kill_tree=kill_tree, die_with_parent=die_with_parent))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Dict, Optional, Tuple
+    from typing import Any
 
 from ._errors import NodeTypeError
 
@@ -29,7 +29,7 @@ def invalid_handle() -> NodeTypeError:
     return NodeTypeError("ERR_INVALID_HANDLE_TYPE", "This handle type cannot be sent")
 
 
-def describe(handle: Any) -> Optional[Tuple[str, Dict[str, Any]]]:
+def describe(handle: Any) -> tuple[str, dict[str, Any]] | None:
     """(Node type name, extra envelope fields) for a sendable handle; None for a socket that is
     already closed (Node then sends the message without a handle). Raises ERR_INVALID_HANDLE_TYPE
     for anything else."""
@@ -64,7 +64,7 @@ def _connected(handle: Any) -> bool:
     return True
 
 
-def envelope(kind: str, extra: Dict[str, Any], message: Any) -> Dict[str, Any]:
+def envelope(kind: str, extra: dict[str, Any], message: Any) -> dict[str, Any]:
     """Node's NODE_HANDLE wrapper, keys in Node's order."""
     wrapped = {"cmd": "NODE_HANDLE", "type": kind, "msg": message}
     if extra:

@@ -3,8 +3,9 @@
 One ``Channel`` per end. It frames and decodes what it reads (all complete frames of a read at
 once, split in C), and dispatches each message to its target (the ``ChildProcess`` in the parent,
 ``child_process.parent`` in a child) as 'message' or, for ``{'cmd': 'NODE_…'}``, 'internalMessage'.
-Sends are packed into an ``Outbox`` (C) and written with one ``send`` per loop turn; ``send()`` says False once more
-than 128 KiB waits unsent (nothing is dropped), and callbacks never run inside ``send()``.
+Sends are packed into an ``Outbox`` (C) and written with one ``send`` per loop turn; ``send()``
+says False once more than 128 KiB waits unsent (nothing is dropped), and callbacks never run
+inside ``send()``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 from collections import deque
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Callable, List, Optional
+    from typing import Any, Callable
 
 from . import _handles, _wire
 from ._errors import NodeTypeError, NodeValueError, errno_exception
@@ -61,13 +62,13 @@ class Channel:
         self._disconnect_after_flush = False
         # handle passing (node-ipc-protocol.md §6): while a sent handle waits for its ACK, every
         # later send waits here, in order; a socket sent without keep_open is closed on the ACK
-        self._handle_queue: Optional[list] = None
-        self._pending_handle: Optional[list] = None    # [envelope, socket, callback, resends]
+        self._handle_queue: list[Any] | None = None
+        self._pending_handle: list[Any] | None = None    # [envelope, socket, callback, resends]
         self._received_fd = -1                          # waiting for its NODE_HANDLE
         self.closed = False
         self.connected = True
-        self.on_close: Optional[Callable[[], None]] = None
-        self._explicit_ref: Optional[bool] = None
+        self.on_close: Callable[[], None] | None = None
+        self._explicit_ref: bool | None = None
 
     def __repr__(self) -> str:
         return f"<Channel fd={self.fd} {self.serialization} {'closed' if self.closed else 'open'}>"
@@ -116,11 +117,11 @@ class Channel:
     # -- sending ---------------------------------------------------------------------------
 
     def send(self, message: Any = _MISSING, send_handle: Any = None, *, keep_open: bool = False,
-             callback: Optional[Callable] = None) -> bool:
+             callback: Callable[..., object] | None = None) -> bool:
         return self._send(message, send_handle, keep_open, callback)
 
     def _send(self, message: Any, send_handle: Any, keep_open: bool,
-              callback: Optional[Callable]) -> bool:
+              callback: Callable[..., object] | None) -> bool:
         if message is _MISSING:
             raise NodeTypeError("ERR_MISSING_ARGS", 'The "message" argument must be specified')
         if callback is not None and not callable(callback):
@@ -152,7 +153,7 @@ class Channel:
         return queued < BACKLOG_LIMIT
 
     def _send_handle(self, message: Any, handle: Any, kind: Any, keep_open: bool,
-                     callback: Optional[Callable]) -> int:
+                     callback: Callable[..., object] | None) -> int:
         """Queue the NODE_HANDLE envelope with a duplicate of the socket's descriptor riding on
         its first write; then hold every later send until the receiver's ACK or NACK."""
         wrapped = _handles.envelope(kind[0], kind[1], message)
@@ -205,10 +206,11 @@ class Channel:
             self._disconnect_now()              # a disconnect() that waited for this ACK
 
     def _resend_queued(self, message: Any, handle: Any, keep_open: bool,
-                       callback: Optional[Callable]) -> None:
+                       callback: Callable[..., object] | None) -> None:
         if self.closed:
             if callback is not None:
-                self.loop.call_soon(callback, NodeValueError("ERR_IPC_CHANNEL_CLOSED", "Channel closed"))
+                self.loop.call_soon(callback,
+                                    NodeValueError("ERR_IPC_CHANNEL_CLOSED", "Channel closed"))
             return
         try:
             kind = _handles.describe(handle) if handle is not None else None
@@ -337,7 +339,7 @@ class Channel:
         if self.target is not None:
             self.loop.call_soon(self.target.emit, "error", NodeValueError(code, text))
 
-    def _handle_internal(self, messages: List[Any], positions: List[int]) -> List[Any]:
+    def _handle_internal(self, messages: list[Any], positions: list[int]) -> list[Any]:
         """The protocol's own messages: ACK/NACK steer our sending; a NODE_HANDLE takes the
         descriptor received at or before it and becomes its user message with a socket."""
         consumed = False
@@ -374,7 +376,7 @@ class Channel:
             return _CONSUMED
         return _wire.WithHandle(message, sock)
 
-    def _deliver(self, messages: List[Any], start: int, error: Any = None,
+    def _deliver(self, messages: list[Any], start: int, error: Any = None,
                  target: Any = None) -> None:
         """Dispatch each message; if a listener raises, the rest go on the next turns. With an
         ``error`` (a frame that could not be decoded): then 'error', then the channel's close."""
@@ -392,7 +394,7 @@ class Channel:
             finally:
                 self._closed_event(target)
 
-    def _fail(self, error: BaseException, messages: List[Any]) -> None:
+    def _fail(self, error: BaseException, messages: list[Any]) -> None:
         """A frame we cannot decode: deliver what came before it, report, and close."""
         target = self.target
         self.connected = False
@@ -476,13 +478,13 @@ class ChannelOwner(EventEmitter):
     """What both IPC ends share: send/disconnect/connected and message dispatch with Node's
     queue-until-someone-listens rule. Subclassed by ChildProcess (parent side) and Parent."""
 
-    channel: Optional[Channel]
+    channel: Channel | None
 
     def _ipc_init(self) -> None:
-        self._pending_messages: Optional[deque] = None
+        self._pending_messages: deque[tuple[Any, Any]] | None = None
 
     def send(self, message: Any = _MISSING, send_handle: Any = None, *, keep_open: bool = False,
-             callback: Optional[Callable] = None) -> bool:
+             callback: Callable[..., object] | None = None) -> bool:
         """Send ``message`` to the other side; False when the channel is closed or backed up."""
         channel = self.channel
         if channel is None or channel.closed:
@@ -503,7 +505,8 @@ class ChannelOwner(EventEmitter):
         """Close the channel once queued messages are written; 'disconnect' follows."""
         channel = self.channel
         if channel is None or not channel.connected:
-            self.emit("error", NodeValueError("ERR_IPC_DISCONNECTED", "IPC channel is already disconnected"))
+            self.emit("error", NodeValueError("ERR_IPC_DISCONNECTED",
+                                              "IPC channel is already disconnected"))
             return
         channel.disconnect()
 
@@ -577,7 +580,7 @@ class Parent(ChannelOwner):
             _bind_asyncio(self.channel.loop)
 
     def send(self, message: Any = _MISSING, send_handle: Any = None, *, keep_open: bool = False,
-             callback: Optional[Callable] = None) -> bool:
+             callback: Callable[..., object] | None = None) -> bool:
         if self.channel is not None:
             _bind_asyncio(self.channel.loop)   # inside asyncio.run(), asyncio drives the channel
         return ChannelOwner.send(self, message, send_handle, keep_open=keep_open,
@@ -604,7 +607,7 @@ def _bind_asyncio(loop: Loop) -> None:
         _aio.bind(loop)
 
 
-def open_parent_channel() -> Optional[Parent]:
+def open_parent_channel() -> Parent | None:
     """Adopt the channel a parent gave us through NODE_CHANNEL_FD (and hide it from our own
     children, as Node does)."""
     raw = os.environ.pop("NODE_CHANNEL_FD", None)

@@ -16,18 +16,20 @@ import sys
 import threading
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Callable, Optional
+    from typing import Callable, ClassVar
 
 from . import _spawn
-from ._loop_core import IOWatcher, Loop, Ref, Timer  # noqa: F401  (re-exported for the package)
+# re-exported for the package (the ``as`` form tells type checkers the export is meant)
+from ._loop_core import IOWatcher as IOWatcher, Loop as Loop, Ref as Ref, Timer as Timer
 
 _local = threading.local()
-_main_loop: Optional[Loop] = None
+_main_loop: Loop | None = None
 
 #: How exits are watched: 'pidfd' or 'sigchld' (``CHILD_PROCESS_EXIT_WATCHER=sigchld`` forces
 #: the fallback, which is how the macOS path is tested on Linux).
 EXIT_WATCHER = "pidfd"
-if os.environ.get("CHILD_PROCESS_EXIT_WATCHER") == "sigchld" or not sys.platform.startswith("linux"):
+if (os.environ.get("CHILD_PROCESS_EXIT_WATCHER") == "sigchld"
+        or not sys.platform.startswith("linux")):
     EXIT_WATCHER = "sigchld"
 else:
     try:
@@ -73,7 +75,7 @@ def _drain_at_exit() -> None:
 atexit.register(_drain_at_exit)
 
 
-def decode_status(status: int) -> tuple:
+def decode_status(status: int) -> tuple[int | None, str | None]:
     """(exit_code, signal_name) from a wait status; exactly one is not None."""
     if os.WIFSIGNALED(status):
         return None, signal_name(os.WTERMSIG(status))
@@ -96,6 +98,10 @@ class ExitWatcher:
     """
 
     __slots__ = ("loop", "pid", "pidfd", "on_exit", "_io", "_ref", "reaped")
+
+    on_exit: Callable[[int], None] | None        # None once called
+    _io: IOWatcher | None                        # watching the pidfd
+    _ref: Ref | None                             # the fallback: keeps the loop alive
 
     def __init__(self, loop: Loop, pid: int, on_exit: Callable[[int], None]):
         self.loop = loop
@@ -133,7 +139,8 @@ class ExitWatcher:
             return
         self._finish()
         on_exit, self.on_exit = self.on_exit, None     # no cycle back to the child once done
-        on_exit(status)
+        if on_exit is not None:
+            on_exit(status)
 
     def _finish(self) -> None:
         self.reaped = True
@@ -157,10 +164,14 @@ class ExitWatcher:
             os.kill(self.pid, sig)
 
     def ref(self) -> None:
-        (self._io or self._ref).ref() if not self.reaped else None
+        handle = self._io or self._ref
+        if handle is not None and not self.reaped:
+            handle.ref()
 
     def unref(self) -> None:
-        (self._io or self._ref).unref() if not self.reaped else None
+        handle = self._io or self._ref
+        if handle is not None and not self.reaped:
+            handle.unref()
 
     def close(self) -> None:
         """Forget the child without reaping (used only when the process object is discarded)."""
@@ -171,11 +182,11 @@ class ExitWatcher:
 class _SigchldHub:
     """Per-loop fallback: a wake-up pipe written by the SIGCHLD handler, and the loop's children."""
 
-    _hubs: dict = {}
+    _hubs: ClassVar[dict[int, _SigchldHub]] = {}
 
     def __init__(self, loop: Loop):
         self.loop = loop
-        self.children: set = set()
+        self.children: set[ExitWatcher] = set()
         self.rfd, self.wfd = _spawn.make_pipe()
         _spawn.set_nonblocking(self.rfd)
         _spawn.set_nonblocking(self.wfd)
@@ -185,7 +196,7 @@ class _SigchldHub:
         self.io.start_reading()
 
     @classmethod
-    def for_loop(cls, loop: Loop) -> "_SigchldHub":
+    def for_loop(cls, loop: Loop) -> _SigchldHub:
         hub = getattr(loop, "_sigchld_hub", None)
         if hub is None:
             hub = loop._sigchld_hub = cls(loop)

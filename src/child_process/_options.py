@@ -9,7 +9,10 @@ import os
 import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, List, Optional
+    from typing import Any
+    from collections.abc import Iterable
+
+    from ._abort import AbortSignal
 
 from ._errors import (NodeTypeError, NodeValueError, invalid_arg_type, invalid_arg_value,
                       out_of_range)
@@ -40,6 +43,23 @@ class SpawnSpec:
                  "detached", "uid", "gid", "serialization", "timeout", "kill_signal", "signal",
                  "ipc_index", "kill_tree", "pdeathsig")
 
+    file: bytes                         # what is executed (looked up on path_env)
+    args: list[bytes]                   # argv, argv[0] included
+    spawnfile: str
+    spawnargs: list[str | bytes]
+    env: list[bytes]                    # KEY=VALUE
+    path_env: bytes | None
+    cwd: bytes | None
+    stdio: list[StdioSlot]
+    detached: bool
+    uid: int                            # -1: unchanged
+    gid: int
+    serialization: str
+    timeout: float                      # 0: none
+    kill_signal: int
+    signal: AbortSignal | None
+    ipc_index: int                      # the 'ipc' slot, -1 if none
+
     def __init__(self) -> None:
         self.ipc_index = -1
         self.kill_tree = False
@@ -48,7 +68,7 @@ class SpawnSpec:
 
 # -- scalar validators ---------------------------------------------------------------------
 
-def check_string(value: Any, name: str, *, allow_bytes: bool = False) -> str:
+def check_string(value: Any, name: str, *, allow_bytes: bool = False) -> Any:
     """A str or PathLike (or bytes if allowed) without NUL; returned as a str or bytes."""
     if isinstance(value, str):
         pass
@@ -59,7 +79,8 @@ def check_string(value: Any, name: str, *, allow_bytes: bool = False) -> str:
         if isinstance(value, bytes) and not allow_bytes:
             value = os.fsdecode(value)
     else:
-        kinds = "of type string, bytes or os.PathLike" if allow_bytes else "of type string or os.PathLike"
+        kinds = ("of type string, bytes or os.PathLike" if allow_bytes
+                 else "of type string or os.PathLike")
         raise invalid_arg_type(name, kinds, value)
     if ("\0" in value) if isinstance(value, str) else (b"\0" in value):
         raise invalid_arg_value(name, value, "must be a string without null bytes")
@@ -103,11 +124,11 @@ def check_timeout(value: Any, name: str = "timeout") -> float:
     return float(value)
 
 
-_SIGNAL_NUMBERS: dict = {}
+_SIGNAL_NUMBERS: dict[str, int] = {}
 _NSIG = [65]
 
 
-def _signal_numbers() -> dict:
+def _signal_numbers() -> dict[str, int]:
     """Name -> number, built on first use (``signal`` pulls in ``enum``: a forked child should
     start fast)."""
     if not _SIGNAL_NUMBERS:
@@ -121,7 +142,7 @@ def check_signal(value: Any, name: str = "signal", *, allow_zero: bool = False) 
     """A signal name (any case) or number -> its number; unknown -> ERR_UNKNOWN_SIGNAL."""
     if isinstance(value, str):
         number = _signal_numbers().get(value.upper())
-        if number is None or number == 0 and not allow_zero:
+        if number is None or (number == 0 and not allow_zero):
             raise NodeTypeError("ERR_UNKNOWN_SIGNAL", f"Unknown signal: {value}")
         return number
     if isinstance(value, int) and not isinstance(value, bool):
@@ -145,27 +166,29 @@ def check_die_with_parent(value: Any, name: str = "options.die_with_parent") -> 
     return number
 
 
-def check_abort_signal(value: Any, name: str = "options.signal") -> Any:
+def check_abort_signal(value: Any, name: str = "options.signal") -> AbortSignal | None:
     if value is None:
         return None
     if not (hasattr(value, "aborted") and hasattr(value, "add_event_listener")):
         raise invalid_arg_type(name, "an instance of AbortSignal", value)
-    return value
+    signal: AbortSignal = value
+    return signal
 
 
 def check_serialization(value: Any) -> str:
     if value not in _SERIALIZATIONS:
         raise invalid_arg_value("options.serialization", value,
                                 "must be one of: 'json', 'advanced', 'pickle'")
-    return value
+    mode: str = value
+    return mode
 
 
 # -- compound options ------------------------------------------------------------------------
 
-_env_cache: Optional[tuple] = None
+_env_cache: tuple[dict[bytes, bytes], list[bytes]] | None = None
 
 
-def build_env(env: Any, *, strip_ipc: bool = False) -> List[bytes]:
+def build_env(env: Any, *, strip_ipc: bool = False) -> list[bytes]:
     """``KEY=VALUE`` byte strings for the child; None means the parent's environment now."""
     if env is None:
         # os.environ keeps its data encoded in ``_data``: reading it directly skips a Python-level
@@ -179,11 +202,13 @@ def build_env(env: Any, *, strip_ipc: bool = False) -> List[bytes]:
             envp = [k + b"=" + v for k, v in raw.items()]
             _env_cache = (dict(raw), envp)
             return envp
-        items = raw.items() if isinstance(raw, dict) else os.environb.items()
+        items: Iterable[tuple[bytes, bytes]] = (raw.items() if isinstance(raw, dict)
+                                                else os.environb.items())
     else:
         if not hasattr(env, "items"):
             raise invalid_arg_type("options.env", "of type dict", env)
-        items = []
+        pairs: list[tuple[bytes, bytes]] = []
+        items = pairs
         for key, value in env.items():
             if value is None:
                 continue
@@ -192,20 +217,20 @@ def build_env(env: Any, *, strip_ipc: bool = False) -> List[bytes]:
                 raise invalid_arg_value("options.env key", key, "must not contain '='")
             name = f"options.env['{key}']"
             v = to_bytes(check_string(value, name, allow_bytes=True), name)
-            items.append((k, v))
+            pairs.append((k, v))
     if strip_ipc:
         return [k + b"=" + v for k, v in items if k not in IPC_ENV_KEYS]
     return [k + b"=" + v for k, v in items]
 
 
-def path_of(envp: List[bytes]) -> Optional[bytes]:
+def path_of(envp: list[bytes]) -> bytes | None:
     for entry in envp:
         if entry.startswith(b"PATH="):
             return entry[5:]
     return None
 
 
-def normalize_stdio(stdio: Any, *, sync: bool = False) -> List[StdioSlot]:
+def normalize_stdio(stdio: Any, *, sync: bool = False) -> list[StdioSlot]:
     """Node's stdio rules: a name for 0-2, or a list (padded to 3 with pipes; None = default)."""
     if stdio is None:
         stdio = "pipe"
@@ -215,7 +240,7 @@ def normalize_stdio(stdio: Any, *, sync: bool = False) -> List[StdioSlot]:
         stdio = [stdio] * 3
     elif not isinstance(stdio, (list, tuple)):
         raise invalid_arg_value("stdio", stdio)
-    slots: List[StdioSlot] = []
+    slots: list[StdioSlot] = []
     saw_ipc = False
     for index, item in enumerate(list(stdio) + [None] * max(0, 3 - len(stdio))):
         if item is None:
@@ -229,9 +254,11 @@ def normalize_stdio(stdio: Any, *, sync: bool = False) -> List[StdioSlot]:
                 slots.append(StdioSlot("inherit", index) if index < 3 else StdioSlot("ignore"))
             elif item == "ipc":
                 if sync:
-                    raise NodeValueError("ERR_IPC_SYNC_FORK", "IPC cannot be used with synchronous forks")
+                    raise NodeValueError("ERR_IPC_SYNC_FORK",
+                                         "IPC cannot be used with synchronous forks")
                 if saw_ipc:
-                    raise NodeValueError("ERR_IPC_ONE_PIPE", "Child process can have only one IPC pipe")
+                    raise NodeValueError("ERR_IPC_ONE_PIPE",
+                                         "Child process can have only one IPC pipe")
                 saw_ipc = True
                 slots.append(StdioSlot("ipc"))
             else:
@@ -246,7 +273,8 @@ def normalize_stdio(stdio: Any, *, sync: bool = False) -> List[StdioSlot]:
             try:
                 fd = item.fileno()
             except (OSError, ValueError) as exc:
-                raise invalid_arg_value("stdio", item, f"has no usable descriptor ({exc})") from None
+                raise invalid_arg_value("stdio", item,
+                                        f"has no usable descriptor ({exc})") from None
             if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
                 raise invalid_arg_value("stdio", item)
             slots.append(StdioSlot("fd", fd, item))
@@ -328,7 +356,7 @@ def check_max_buffer(value: Any, name: str = "options.maxBuffer") -> int:
     return int(value)
 
 
-def check_encoding(value: Any) -> Optional[str]:
+def check_encoding(value: Any) -> str | None:
     """A codec name, or None for bytes ('buffer' and unknown names give bytes, as in Node)."""
     if value is None or value == "buffer":
         return None
@@ -341,7 +369,7 @@ def check_encoding(value: Any) -> Optional[str]:
         return None
 
 
-def check_input(value: Any) -> Optional[bytes]:
+def check_input(value: Any) -> bytes | bytearray | memoryview | None:
     """spawn_sync's ``input``: str (UTF-8), bytes or any buffer."""
     if value is None:
         return None

@@ -10,7 +10,8 @@ from __future__ import annotations
 import struct
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Callable, Optional, Tuple
+    import pickle
+    from typing import Any, Callable
 
 from ._errors import NodeTypeError
 
@@ -48,7 +49,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _make_json_codec() -> Tuple[Any, ...]:
+def _make_json_codec() -> tuple[Any, ...]:
     """(encode, decode, fast_encode, encode_fallback, fast_decode, decode_fallback): the fast
     ones may raise for what their fallback can still handle (that saves a Python frame a
     message on the hot path)."""
@@ -101,14 +102,14 @@ def _make_json_codec() -> Tuple[Any, ...]:
 _json_codec: Any = None
 
 
-def json_codec() -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
+def json_codec() -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
     global _json_codec
     if _json_codec is None:
         _json_codec = _make_json_codec()
     return _json_codec[0], _json_codec[1]
 
 
-def encoders(serialization: str) -> Tuple[Callable[[Any], bytes], Optional[Callable[[Any], bytes]]]:
+def encoders(serialization: str) -> tuple[Callable[[Any], bytes], Callable[[Any], bytes] | None]:
     """(encode, fallback) for a channel's Outbox: the fastest encoder, and what to try when it
     raises TypeError."""
     if serialization == "json":
@@ -117,7 +118,7 @@ def encoders(serialization: str) -> Tuple[Callable[[Any], bytes], Optional[Calla
     return codec(serialization)[0], None
 
 
-def decoders(serialization: str) -> Tuple[Callable[[bytes], Any], Optional[Callable[[bytes], Any]]]:
+def decoders(serialization: str) -> tuple[Callable[[bytes], Any], Callable[[bytes], Any] | None]:
     """(decode, fallback) for a channel's framer: the fastest decoder, and what to try when it
     raises (orjson refuses NaN tokens, huge ints and invalid UTF-8, which Node's JSON allows)."""
     if serialization == "json":
@@ -191,7 +192,7 @@ _U64 = struct.Struct(">Q")
 
 def pickle_encode(message: Any) -> bytes:
     import pickle
-    buffers: list = []
+    buffers: list[pickle.PickleBuffer] = []
     data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
     raws = [b.raw() for b in buffers]
     header = _U32.pack(len(raws)) + b"".join(_U64.pack(r.nbytes) for r in raws)
@@ -223,7 +224,7 @@ def pickle_decode(payload: bytes) -> Any:
     return pickle.loads(view[offset:body_end], buffers=buffers)
 
 
-def codec(serialization: str) -> Tuple[Callable[[Any], bytes], Callable[[bytes], Any], bool]:
+def codec(serialization: str) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any], bool]:
     """(encode, decode, line_framed) for a serialization mode."""
     if serialization == "json":
         encode, decode = json_codec()
@@ -232,7 +233,7 @@ def codec(serialization: str) -> Tuple[Callable[[Any], bytes], Callable[[bytes],
         return pickle_encode, pickle_decode, False
     if serialization == "advanced":
         try:
-            from ._v8 import v8_decode, v8_encode_frame  # type: ignore[import-not-found]
+            from ._v8 import v8_decode, v8_encode_frame
         except ImportError:
             from ._errors import NodeValueError
             raise NodeValueError("ERR_FEATURE_UNAVAILABLE",

@@ -8,7 +8,13 @@ import os
 import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, List, Optional, Sequence
+    from typing import Any, Union
+
+    from ._typing import (Args, Encoding, Env, Input, MaxBuffer, Seconds, Shell, Signal, Stdio,
+                          StrOrBytesPath, StrPath)
+
+    #: what one captured stream is: bytes, or str when an encoding was given
+    Output = Union[bytes, str, None]
 
 from . import _spawn, _sync
 from ._errors import ExecError, SpawnError, errno_code
@@ -21,8 +27,16 @@ class SpawnSyncResult:
 
     __slots__ = ("pid", "output", "stdout", "stderr", "status", "signal", "error")
 
-    def __init__(self, pid: int, output: Optional[list], status: Optional[int],
-                 signal: Optional[str], error: Optional[BaseException]):
+    pid: int
+    output: list[Output] | None
+    stdout: Output
+    stderr: Output
+    status: int | None
+    signal: str | None
+    error: BaseException | None
+
+    def __init__(self, pid: int, output: list[Output] | None, status: int | None,
+                 signal: str | None, error: BaseException | None):
         self.pid = pid
         self.output = output
         self.stdout = output[1] if output is not None and len(output) > 1 else None
@@ -33,7 +47,8 @@ class SpawnSyncResult:
 
     def __repr__(self) -> str:
         return (f"SpawnSyncResult(pid={self.pid}, status={self.status!r}, signal={self.signal!r}, "
-                f"stdout={_short(self.stdout)}, stderr={_short(self.stderr)}, error={self.error!r})")
+                f"stdout={_short(self.stdout)}, stderr={_short(self.stderr)}, "
+                f"error={self.error!r})")
 
 
 def _short(value: Any) -> str:
@@ -41,12 +56,13 @@ def _short(value: Any) -> str:
     return text if len(text) < 60 else text[:57] + "..."
 
 
-def spawn_sync(command: Any, args: Sequence[Any] = (), *, cwd: Any = None, input: Any = None,
-               argv0: Any = None, stdio: Any = "pipe", env: Any = None, uid: Any = None,
-               gid: Any = None, timeout: Any = None, kill_signal: Any = "SIGTERM",
-               max_buffer: Any = 1024 * 1024, encoding: Optional[str] = None,
-               shell: Any = False, kill_tree: bool = False,
-               die_with_parent: Any = False) -> SpawnSyncResult:
+def spawn_sync(command: StrPath, args: Args = (), *, cwd: StrOrBytesPath | None = None,
+               input: Input = None, argv0: StrOrBytesPath | None = None,
+               stdio: Stdio = "pipe", env: Env = None, uid: int | None = None,
+               gid: int | None = None, timeout: Seconds = None, kill_signal: Signal = "SIGTERM",
+               max_buffer: MaxBuffer = 1024 * 1024, encoding: Encoding = None,
+               shell: Shell = False,
+               kill_tree: bool = False, die_with_parent: bool | Signal = False) -> SpawnSyncResult:
     """Run ``command`` to completion and return its SpawnSyncResult (Node's spawnSync).
 
     Never raises for what happens to the child: a failed start, a timeout (``ETIMEDOUT``) or too
@@ -62,8 +78,8 @@ def spawn_sync(command: Any, args: Sequence[Any] = (), *, cwd: Any = None, input
     return _run(spec, data, limit, codec)
 
 
-def _run(spec: Any, data: Any, limit: int, codec: Optional[str]) -> SpawnSyncResult:
-    slots: List[int] = []
+def _run(spec: Any, data: Any, limit: int, codec: str | None) -> SpawnSyncResult:
+    slots: list[int] = []
     for index, slot in enumerate(spec.stdio):
         kind = slot.kind
         if kind == "pipe":
@@ -91,8 +107,9 @@ def _run(spec: Any, data: Any, limit: int, codec: Optional[str]) -> SpawnSyncRes
             spec.pdeathsig)
     if spawn_errno:
         return _failed(spawn_errno, spec, syscall)
+    results: list[Output] = list(outputs)
     if codec is not None:
-        outputs = [o.decode(codec, "replace") if o is not None else None for o in outputs]
+        results = [o.decode(codec, "replace") if o is not None else None for o in outputs]
     code, signal = decode_status(status) if status >= 0 else (None, None)
     error = None
     if ended == _sync.ENDED_TIMEOUT:
@@ -101,7 +118,7 @@ def _run(spec: Any, data: Any, limit: int, codec: Optional[str]) -> SpawnSyncRes
         error = SpawnError(_errno.ENOBUFS, syscall, spec.spawnfile, spec.spawnargs[1:])
     elif ended == _sync.ENDED_EPIPE:
         error = SpawnError(_errno.EPIPE, syscall, spec.spawnfile, spec.spawnargs[1:])
-    return SpawnSyncResult(pid, [None] + outputs[1:] if outputs else outputs, code, signal, error)
+    return SpawnSyncResult(pid, [None] + results[1:] if results else results, code, signal, error)
 
 
 def _failed(err: int, spec: Any, syscall: str) -> SpawnSyncResult:
@@ -112,17 +129,18 @@ def _failed(err: int, spec: Any, syscall: str) -> SpawnSyncResult:
     return SpawnSyncResult(0, None, None, None, error)
 
 
-def exec_file_sync(file: Any, args: Sequence[Any] = (), *, cwd: Any = None, input: Any = None,
-                   stdio: Any = None, env: Any = None, uid: Any = None, gid: Any = None,
-                   timeout: Any = None, kill_signal: Any = "SIGTERM",
-                   max_buffer: Any = 1024 * 1024, encoding: Optional[str] = None,
-                   shell: Any = False, kill_tree: bool = False,
-                   die_with_parent: Any = False) -> Any:
+def exec_file_sync(file: StrPath, args: Args = (), *, cwd: StrOrBytesPath | None = None,
+                   input: Input = None, stdio: Stdio | None = None, env: Env = None,
+                   uid: int | None = None, gid: int | None = None, timeout: Seconds = None,
+                   kill_signal: Signal = "SIGTERM", max_buffer: MaxBuffer = 1024 * 1024,
+                   encoding: Encoding = None, shell: Shell = False,
+                   kill_tree: bool = False, die_with_parent: bool | Signal = False) -> Any:
     """Run ``file`` and return its stdout; raise ExecError on failure (Node's execFileSync).
 
     Unless ``stdio`` is given, the child's stderr is captured *and* copied to ours, as in Node.
     """
-    result = spawn_sync(file, args, cwd=cwd, input=input, stdio=stdio if stdio is not None else "pipe",
+    result = spawn_sync(file, args, cwd=cwd, input=input,
+                        stdio=stdio if stdio is not None else "pipe",
                         env=env, uid=uid, gid=gid, timeout=timeout, kill_signal=kill_signal,
                         max_buffer=max_buffer, encoding=encoding, shell=shell,
                         kill_tree=kill_tree, die_with_parent=die_with_parent)
@@ -131,11 +149,12 @@ def exec_file_sync(file: Any, args: Sequence[Any] = (), *, cwd: Any = None, inpu
     return _check(result, cmd, stdio is None)
 
 
-def exec_sync(command: Any, *, cwd: Any = None, input: Any = None, stdio: Any = None,
-              env: Any = None, shell: Any = "/bin/sh", uid: Any = None, gid: Any = None,
-              timeout: Any = None, kill_signal: Any = "SIGTERM", max_buffer: Any = 1024 * 1024,
-              encoding: Optional[str] = None, kill_tree: bool = False,
-              die_with_parent: Any = False) -> Any:
+def exec_sync(command: StrPath, *, cwd: StrOrBytesPath | None = None, input: Input = None,
+              stdio: Stdio | None = None, env: Env = None, shell: Shell = "/bin/sh",
+              uid: int | None = None, gid: int | None = None, timeout: Seconds = None,
+              kill_signal: Signal = "SIGTERM", max_buffer: MaxBuffer = 1024 * 1024,
+              encoding: Encoding = None,
+              kill_tree: bool = False, die_with_parent: bool | Signal = False) -> Any:
     """Run ``command`` through the shell and return its stdout; raise ExecError on failure."""
     result = spawn_sync(command, (), cwd=cwd, input=input,
                         stdio=stdio if stdio is not None else "pipe", env=env, uid=uid, gid=gid,

@@ -15,7 +15,7 @@ import os
 from collections import deque
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Any, Callable, Optional
+    from typing import Any, Callable
 
 from . import _io, _spawn
 from ._errors import NodeTypeError, NodeValueError, errno_exception, invalid_arg_type
@@ -56,15 +56,15 @@ class _FdStream(EventEmitter):
             raise ValueError("I/O operation on a closed stream")
         return self._fd
 
-    def ref(self) -> "_FdStream":
+    def ref(self) -> _FdStream:
         self._io.ref()
         return self
 
-    def unref(self) -> "_FdStream":
+    def unref(self) -> _FdStream:
         self._io.unref()
         return self
 
-    def destroy(self, error: Optional[BaseException] = None) -> "_FdStream":
+    def destroy(self, error: BaseException | None = None) -> _FdStream:
         """Close now, dropping anything unread or unwritten; 'error' (if given), then 'close'."""
         if self.destroyed:
             return self
@@ -76,7 +76,7 @@ class _FdStream(EventEmitter):
         self._close_fd()
         return self
 
-    def _on_destroy(self, error: Optional[BaseException]) -> None:
+    def _on_destroy(self, error: BaseException | None) -> None:
         pass
 
     def _emit_error(self, error: BaseException) -> None:
@@ -124,16 +124,16 @@ class Readable(_FdStream):
         _FdStream.__init__(self, loop, fd, readable=True, writable=_writable, is_socket=is_socket)
         self.readable = True
         self.readable_ended = False
-        self._flowing: Optional[bool] = None     # None: nobody has asked for data yet
+        self._flowing: bool | None = None     # None: nobody has asked for data yet
         self._decoder: Any = None
-        self.readable_encoding: Optional[str] = None
-        self._buffer: deque = deque()
+        self.readable_encoding: str | None = None
+        self._buffer: deque[bytes | str] = deque()
         self._buffered = 0
         self._eof = False                         # end of file read (maybe still buffered)
         self._flush_scheduled = False
         self._async_iterating = False
         self._async_waiter: Any = None
-        self._async_error: Optional[BaseException] = None
+        self._async_error: BaseException | None = None
         self._close_pending = False
         self._read_size = READ_SIZE
         self._full_reads = 0 if not is_socket else -1     # -1: never grown
@@ -141,7 +141,7 @@ class Readable(_FdStream):
 
     # -- consumer API --------------------------------------------------------------------
 
-    def set_encoding(self, encoding: Optional[str]) -> "Readable":
+    def set_encoding(self, encoding: str | None) -> Readable:
         """Emit str chunks; a character split across reads is decoded whole."""
         if encoding is None or encoding == "buffer":
             self._decoder, self.readable_encoding = None, None
@@ -149,7 +149,8 @@ class Readable(_FdStream):
             try:
                 self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
             except LookupError:
-                raise NodeTypeError("ERR_UNKNOWN_ENCODING", f"Unknown encoding: {encoding}") from None
+                raise NodeTypeError("ERR_UNKNOWN_ENCODING",
+                                    f"Unknown encoding: {encoding}") from None
             self.readable_encoding = encoding
             if self._buffer:
                 # what was read ahead is still raw: decode it now, keeping a split character
@@ -162,12 +163,12 @@ class Readable(_FdStream):
                     self._buffered = len(text)
         return self
 
-    def pause(self) -> "Readable":
+    def pause(self) -> Readable:
         """Stop emitting 'data' (reading ahead continues up to the buffer limit)."""
         self._flowing = False
         return self
 
-    def resume(self) -> "Readable":
+    def resume(self) -> Readable:
         """Emit 'data' for everything buffered and everything that arrives."""
         self._flowing = True
         if self._buffer or self._eof:
@@ -179,7 +180,7 @@ class Readable(_FdStream):
         return self._flowing is False
 
     @property
-    def readable_flowing(self) -> Optional[bool]:
+    def readable_flowing(self) -> bool | None:
         return self._flowing
 
     @property
@@ -336,7 +337,7 @@ class Readable(_FdStream):
         if self._read_done and self._write_done and (self.readable_ended or self.destroyed):
             self._close_fd()
 
-    def _on_destroy(self, error: Optional[BaseException]) -> None:
+    def _on_destroy(self, error: BaseException | None) -> None:
         self.readable = False
         self._io.stop_reading()
         self._buffer.clear()
@@ -423,7 +424,7 @@ class Writable(_FdStream):
         self.writable_ended = False
         self.writable_finished = False
         self.writable_high_water_mark = HIGH_WATER_MARK
-        self._queue: deque = deque()
+        self._queue: deque[tuple[Any, Callable[..., object] | None]] = deque()
         self._queued = 0
         self._need_drain = False
         self._swallow_epipe = True   # a child's stdin: EPIPE without a listener is not a crash
@@ -436,8 +437,8 @@ class Writable(_FdStream):
     def writable_need_drain(self) -> bool:
         return self._need_drain
 
-    def write(self, data: Any, callback: Optional[Callable] = None) -> bool:
-        """Queue ``data``; False when the backlog is above the high-water mark (wait for 'drain')."""
+    def write(self, data: Any, callback: Callable[..., object] | None = None) -> bool:
+        """Queue ``data``; False when the backlog is above the high-water mark (await 'drain')."""
         if isinstance(data, str):
             data = data.encode()
         elif not isinstance(data, (bytes, bytearray, memoryview)):
@@ -493,7 +494,7 @@ class Writable(_FdStream):
         self.once("close", done)
         await _drive(self._loop, future)
 
-    def end(self, data: Any = None, callback: Optional[Callable] = None) -> "Writable":
+    def end(self, data: Any = None, callback: Callable[..., object] | None = None) -> Writable:
         """Write ``data`` (if any), then close once everything queued is flushed: 'finish'."""
         if data is not None:
             self.write(data)
@@ -550,7 +551,7 @@ class Writable(_FdStream):
         self.emit("finish")
         self._maybe_close()
 
-    def _write_failed(self, exc: OSError, callback: Optional[Callable]) -> None:
+    def _write_failed(self, exc: OSError, callback: Callable[..., object] | None) -> None:
         err = errno_exception(exc.errno, "write")
         callbacks = [cb for _, cb in self._queue if cb is not None]
         if callback is not None:
@@ -563,7 +564,7 @@ class Writable(_FdStream):
                  and not self.listener_count("error"))
         self.destroy(None if quiet else err)
 
-    def _on_destroy(self, error: Optional[BaseException]) -> None:
+    def _on_destroy(self, error: BaseException | None) -> None:
         self.writable = False
         self._io.stop_writing()
         if self._queue:
@@ -598,7 +599,7 @@ class Duplex(Readable, Writable):
         self._need_drain = False
         self._swallow_epipe = True
 
-    def _on_destroy(self, error: Optional[BaseException]) -> None:
+    def _on_destroy(self, error: BaseException | None) -> None:
         Readable._on_destroy(self, error)
         Writable._on_destroy(self, error)
 

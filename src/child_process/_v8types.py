@@ -12,6 +12,13 @@ from __future__ import annotations
 import builtins as _builtins
 
 # datetime, re, array and traceback are imported on first use: a forked child starts fast.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    import array
+    import datetime
+    import re
 
 #: ArrayBufferView type indexes of Node's channel serializer -> array.array typecode (None:
 #: handled elsewhere). 1 (Uint8Array) and 10 (Buffer) are bytes; 9 (DataView) is a bytearray.
@@ -107,12 +114,12 @@ def make_date(ms: float) -> object:
         return None
     import datetime as _dt
     try:
-        return _EPOCH() + _dt.timedelta(milliseconds=ms)
+        return _epoch() + _dt.timedelta(milliseconds=ms)
     except OverflowError:
         raise ValueError(f"Date {ms!r} ms is outside Python's datetime range") from None
 
 
-def _EPOCH():
+def _epoch() -> datetime.datetime:
     import datetime as _dt
     return _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
@@ -151,9 +158,9 @@ def make_error(tag: int, message: object, stack: object, cause: object,
     if message is None:
         message = ""
     name = _stack_name(stack)
-    exc = None
+    exc: BaseException | None = None
     for candidate in (name, js_name):
-        cls = getattr(_builtins, candidate, None) if candidate else None
+        cls = getattr(_builtins, candidate, None) if isinstance(candidate, str) else None
         if isinstance(cls, type) and issubclass(cls, BaseException):
             try:
                 exc = cls(message)
@@ -161,11 +168,11 @@ def make_error(tag: int, message: object, stack: object, cause: object,
             except Exception:
                 continue
     if exc is None:     # V8's prototype tag names it; without one, the stack's first line
-        exc = JSError(message, js_name if tag else (name or "Error"), stack)
+        exc = JSError(str(message), js_name if tag else str(name or "Error"), stack)
     elif stack is not None:
-        exc.stack = stack
+        exc.stack = stack           # type: ignore[attr-defined]  # Node's err.stack, kept
     if has_cause:
-        exc.cause = cause
+        exc.cause = cause           # type: ignore[attr-defined]  # Node's err.cause, kept
         if isinstance(cause, BaseException):
             exc.__cause__ = cause
     return exc
@@ -173,7 +180,7 @@ def make_error(tag: int, message: object, stack: object, cause: object,
 
 # -- encoding ---------------------------------------------------------------------------------
 
-def describe(value: object) -> tuple:
+def describe(value: object) -> tuple[object, ...]:
     """What a value the encoder has no fast path for is sent as: (KIND_VIEW, type index, buffer),
     (KIND_DATE, ms), (KIND_REGEXP, source, flags), (KIND_ERROR, tag, message, stack[, cause]).
     Anything else raises TypeError naming the type."""
@@ -181,7 +188,7 @@ def describe(value: object) -> tuple:
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             value = value.replace(tzinfo=_dt.timezone.utc)      # naive = UTC, as in 'json'
-        delta = value - _EPOCH()
+        delta = value - _epoch()
         return KIND_DATE, float(delta.days * 86400000 + delta.seconds * 1000
                                 + delta.microseconds // 1000)
     if isinstance(value, _dt.date):
@@ -200,7 +207,7 @@ def describe(value: object) -> tuple:
                     "'advanced' (V8) format")
 
 
-def _view_index(value) -> int:
+def _view_index(value: array.array[Any]) -> int:
     code, size = value.typecode, value.itemsize
     if code in "fd":
         return 7 if size == 4 else 8
@@ -215,7 +222,7 @@ def _view_index(value) -> int:
     return index
 
 
-def _describe_pattern(pattern) -> tuple:
+def _describe_pattern(pattern: re.Pattern[Any]) -> tuple[object, ...]:
     import re
     if not isinstance(pattern.pattern, str):
         raise TypeError("a bytes re.Pattern has no JavaScript RegExp counterpart")
@@ -233,7 +240,7 @@ def _describe_pattern(pattern) -> tuple:
     return KIND_REGEXP, pattern.pattern, flags
 
 
-def _describe_error(exc: BaseException) -> tuple:
+def _describe_error(exc: BaseException) -> tuple[object, ...]:
     if isinstance(exc, JSError):
         name, message = exc.name, exc.message
     else:
