@@ -689,6 +689,178 @@ def _stream_mp(spec):
     return timed
 
 
+# ---------------------------------------------------------------------------- fd_passing
+#
+# One bound UDP socket's descriptor is passed to a child again and again, one in flight: the
+# child closes each descriptor it receives and acknowledges it before the next is sent (ours:
+# the NODE_HANDLE_ACK of the protocol; the peers: one byte back). Timed: the transfers after
+# the warm-up; the fork, the child's start-up and its exit are not.
+
+def _bound_udp():
+    import socket
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    return udp
+
+
+def _fd_child_send_fds(sock):
+    import socket
+    while True:
+        data, fds, _flags, _addr = socket.recv_fds(sock, 1, 1)
+        if not data:
+            os._exit(0)
+        if len(fds) != 1:
+            os._exit(2)
+        os.close(fds[0])
+        sock.sendall(b"A")
+
+
+@impl("fd_passing", "send_fds", timed=True)
+def _fd_send_fds(spec):
+    import socket
+
+    def timed(n, warmup, budget):
+        here, there = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                here.close()
+                _fd_child_send_fds(there)
+            finally:
+                os._exit(1)
+        there.close()
+        udp = _bound_udp()
+        fd = udp.fileno()
+        send_fds, recv = socket.send_fds, here.recv
+        clock = time.perf_counter
+
+        def one():
+            send_fds(here, [b"H"], [fd])
+            if recv(1) != b"A":
+                raise RuntimeError("the send_fds child did not acknowledge")
+
+        for _ in range(warmup):
+            one()
+        t0 = t = clock()
+        done = 0
+        while done < n and (done == 0 or t - t0 < budget):
+            one()
+            done += 1
+            t = clock()
+        here.close()
+        _, status = os.waitpid(pid, 0)
+        udp.close()
+        _check_status(os.waitstatus_to_exitcode(status), "send_fds child")
+        return done, t - t0
+
+    return timed
+
+
+def _mp_fd_child(conn, total):
+    from multiprocessing import reduction
+    for _ in range(total):
+        fd = reduction.recv_handle(conn)
+        os.close(fd)
+        conn.send_bytes(b"A")
+    conn.close()
+
+
+@impl("fd_passing", "mp_handle", timed=True)
+def _fd_mp(spec):
+    ctx = _mp_context()
+    INFO["multiprocessing start method (fd_passing)"] = ctx.get_start_method()
+
+    def timed(n, warmup, budget):
+        from multiprocessing import reduction
+        total = warmup + n
+        here, there = ctx.Pipe()
+        proc = ctx.Process(target=_mp_fd_child, args=(there, total))
+        proc.start()
+        there.close()
+        udp = _bound_udp()
+        fd = udp.fileno()
+        clock = time.perf_counter
+        send_handle, recv_bytes = reduction.send_handle, here.recv_bytes
+        sent = 0
+
+        def one():
+            send_handle(here, fd, proc.pid)
+            if recv_bytes() != b"A":
+                raise RuntimeError("the multiprocessing child did not acknowledge")
+
+        for _ in range(warmup):
+            one()
+        sent = warmup
+        t0 = t = clock()
+        done = 0
+        while done < n and (done == 0 or t - t0 < budget):
+            one()
+            done += 1
+            t = clock()
+        sent += done
+        seconds = t - t0
+        while sent < total:           # the child expects exactly `total`
+            one()
+            sent += 1
+        proc.join()
+        here.close()
+        udp.close()
+        _check_status(proc.exitcode, "multiprocessing child")
+        return done, seconds
+
+    return timed
+
+
+def _ours_fd_passing(serialization):
+    def factory(spec):
+        _ours()
+
+        def timed(n, warmup, budget):
+            warmup = max(1, warmup)
+            child = _ours_fork(spec, "fd_close.py", [], serialization)
+            udp = _bound_udp()
+            clock = time.perf_counter
+            written = done = 0
+            t0 = seconds = None
+            error = []
+
+            # One in flight: the next send is issued when the previous one is written; the
+            # channel holds it until the child's ACK of the previous one.
+            def on_written(err):
+                nonlocal written, done, t0, seconds
+                if err is not None:
+                    error.append(f"send failed: {err!r}")
+                    return
+                written += 1
+                if written == warmup:
+                    t0 = clock()
+                elif written > warmup:
+                    done += 1
+                    t = clock()
+                    if done >= n or t - t0 >= budget:
+                        seconds = t - t0
+                        child.disconnect()       # waits for the last ACK
+                        return
+                child.send("s", udp, callback=on_written)
+
+            child.send("s", udp, callback=on_written)
+            try:
+                _ours_finish(child, error, "receiving")
+            finally:
+                udp.close()
+            if seconds is None:
+                raise RuntimeError(f"the channel closed after {done} timed transfers")
+            return done, seconds
+
+        return timed
+
+    return factory
+
+
+impl("fd_passing", "ours_json", timed=True)(_ours_fd_passing("json"))
+impl("fd_passing", "ours_advanced", timed=True)(_ours_fd_passing("advanced"))
+
+
 # -------------------------------------------------------------------------- fork_startup
 #
 # Timed: from the call that starts the child to the parent holding the child's first message
