@@ -58,7 +58,7 @@ def main() -> int:
         conn, (address, _port) = server.accept()
         # if this is special priority... ; else normal priority
         (special if address == SPECIAL_ADDRESS else normal).send("socket", conn)
-        loop.run_until(lambda: conn.fileno() < 0, 10)    # sent, acknowledged, closed here
+        loop.run_until(lambda conn=conn: conn.fileno() < 0, 10)    # sent, acknowledged, closed
     server.close()
     loop.run_until(lambda: not client_thread.is_alive(), 10)
     client_thread.join()

@@ -19,7 +19,6 @@ Tests marked ``xfail(strict=True, reason="BUG: ...")`` document library bugs.
 from __future__ import annotations
 
 import array
-import errno
 import fcntl
 import json
 import os
@@ -30,7 +29,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import warnings
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -285,7 +283,7 @@ class HandlePeer:
         self.proc.communicate()
         if self.sock.fileno() >= 0:
             self.sock.close()
-        for raw, message, fds in self.pending:
+        for _raw, _message, fds in self.pending:
             for fd in fds:
                 os.close(fd)
         for fd in self.loose_fds:
@@ -807,14 +805,14 @@ p.on("message", on_message)
     for mode in MODES:
         child = fork(script(tmp_path, code), serialization=mode)
         got = []
-        child.on("message", lambda m, h=None: got.append((m, h)))
+        child.on("message", lambda m, h=None, got=got: got.append((m, h)))
         socks = [socket.create_server(("127.0.0.1", 0)), socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
                  socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)]
         pair = socket.socketpair()
         socks.append(pair[0])
         for i, s in enumerate(socks):
             child.send(i, s)
-        assert run_until(lambda: len(got) == 4)
+        assert run_until(lambda got=got: len(got) == 4)
         for (m, h), s in zip(sorted(got, key=lambda x: x[0][0]), socks):
             assert m[1]["family"] == s.family and m[1]["type"] == s.type and m[1]["cloexec"]
             assert (h.family, h.type) == (s.family, s.type)
@@ -984,9 +982,6 @@ def test_ack_wire_bytes(peer, mode):
     assert_no_child_leak(bye(p))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the ACK is only queued (written on a later loop turn), "
-                   "so it reaches the sender after the 'message' listener returns; Node writes it "
-                   "before the handle is even converted (protocol §6.3: 'immediately, before')")
 @pytest.mark.parametrize("mode", MODES)
 def test_ack_is_written_before_the_listener_runs(peer, mode):
     """The listener blocks reading the received socket; the test writes to it only once it has

@@ -164,14 +164,14 @@ class Channel:
         return queued
 
     def _send_internal(self, message: Any) -> None:
-        """ACK/NACK: past any handle queue, errors swallowed (Node's swallowErrors)."""
+        """ACK/NACK: past any handle queue, errors swallowed (Node's swallowErrors), and
+        written at once -- before the listener of the handle runs, which may block on it."""
         if self.closed:
             return
         self._outbox.push_message(message)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._writes_pending.set_active(True)
-            self.loop.call_soon(self._flush)
+        self._writes_pending.set_active(True)
+        if not self._io.writing:
+            self._flush()       # (when the kernel is full, the writable event flushes)
 
     def _handle_acknowledged(self, received: bool) -> None:
         """NODE_HANDLE_ACK (``received``) or NACK from the peer."""
