@@ -463,7 +463,14 @@ def test_parent_sigkilled_child_sees_disconnect_and_exits(tmp_path, mode, behavi
     assert proc.returncode == 0, err
     assert "Traceback" not in err, err
     report = json.loads(proc.stdout.decode().strip().splitlines()[-1])
-    assert report == {"status": 0, "marker": ["disconnect", "run-returned"]}, err
+    assert report["status"] == 0, report
+    # a write that fails before the EOF is read is an 'error' EPIPE/ECONNRESET, as in Node
+    # (the child listens for 'error'); nothing else, and at most one
+    errors = [m for m in report["marker"] if m.startswith("error:")]
+    assert set(errors) <= {"error:EPIPE", "error:ECONNRESET"} and len(errors) <= 1, report
+    if behaviour == "idle":
+        assert not errors, report
+    assert [m for m in report["marker"] if m not in errors] == ["disconnect", "run-returned"], err
 
 
 # =================================================================================================
