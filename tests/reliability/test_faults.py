@@ -786,7 +786,7 @@ def test_a_raising_listener_leaves_the_child_and_the_loop_usable(tmp_path, where
         result = None
         for _ in range(10):
             try:
-                result = child.wait(5)
+                result = child.wait(3)      # the child needs milliseconds; 3 s means stuck
                 break
             except Boom as exc:
                 raised.append(exc.args[0])
