@@ -39,7 +39,12 @@ def long_enabled(config) -> bool:
     return os.environ.get("CHILD_PROCESS_LONG_TESTS", "") not in ("", "0")
 
 
+#: set at configure time, for modules that size themselves at import (hypothesis settings)
+LONG = {"enabled": False}
+
+
 def pytest_configure(config):
+    LONG["enabled"] = long_enabled(config)
     config.addinivalue_line("markers", "long: release-sized stress test (needs --long or "
                                        "CHILD_PROCESS_LONG_TESTS=1)")
 

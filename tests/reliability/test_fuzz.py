@@ -12,7 +12,9 @@ documented errors.
 - the real ``Channel`` (a ``Parent`` on a socket pair, in this process): random chunks end in
   messages, at most one 'error' ERR_IPC_BAD_MESSAGE, and exactly one 'disconnect'.
 
-The longer, coverage-guided campaign is fuzz/fuzz_framers.py (atheris, fuzz/README.md).
+With ``--long`` (or CHILD_PROCESS_LONG_TESTS=1) every property runs twenty times as many
+examples.  The longer, coverage-guided campaign is fuzz/fuzz_framers.py (atheris,
+fuzz/README.md).
 """
 
 from __future__ import annotations
@@ -33,8 +35,13 @@ from child_process._v8 import V8DecodeError, v8_decode
 
 from ._util import run_until
 
-FAST = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(max_examples=80, deadline=None,
+from .conftest import LONG
+
+#: --long / CHILD_PROCESS_LONG_TESTS=1: twenty times the examples
+SCALE = 20 if LONG["enabled"] else 1
+FAST = settings(max_examples=400 * SCALE, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=80 * SCALE, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 json_encode, json_decode, _ = codec("json")
