@@ -34,8 +34,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 import atheris  # noqa: E402
 
 with atheris.instrument_imports():
-    from child_process import _serialization, _wire  # noqa: E402
-    from child_process._v8 import V8DecodeError, v8_decode  # noqa: E402
+    from child_process import _serialization, _wire
+    from child_process._v8 import V8DecodeError, v8_decode
 
 json_decode = _serialization.json_codec()[1]
 atheris.instrument_all()        # every pure-Python function loaded so far (json, _serialization)
@@ -79,7 +79,8 @@ def _checked(decode, allowed):
         except allowed:
             raise
         except Exception as exc:                       # a finding: report it loudly
-            raise SystemExit(f"decoder raised {type(exc).__name__}: {exc!r} on {payload[:80]!r}")
+            raise SystemExit(f"decoder raised {type(exc).__name__}: {exc!r} "
+                             f"on {payload[:80]!r}") from exc
     return wrapper
 
 

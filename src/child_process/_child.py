@@ -224,15 +224,26 @@ class ChildProcess(ChannelOwner):
         self.emit("exit", self.exit_code, self.signal_code)
 
     def _exit_done(self) -> None:
-        # Drain what nobody reads so that 'close' always comes (Node's flushStdio).
+        # Drain what nobody reads so that 'close' always comes (Node's flushStdio). Draining
+        # delivers data and 'end': a listener that raises there must not cost the other
+        # streams their drain, nor the child its 'close'; its exception goes on afterwards.
+        error: BaseException | None = None
         for stream in self.stdio:
             if isinstance(stream, Readable):
-                if stream._used_as_stdio:
-                    # another child reads this pipe now; the parent's copy has no more use
-                    stream.destroy()
-                else:
-                    stream._flush_after_exit()
-        self._maybe_close()
+                try:
+                    if stream._used_as_stdio:
+                        # another child reads this pipe now; the parent's copy has no more use
+                        stream.destroy()
+                    else:
+                        stream._flush_after_exit()
+                except BaseException as exc:
+                    if error is None:
+                        error = exc
+        try:
+            self._maybe_close()
+        finally:
+            if error is not None:
+                raise error
 
     def _stop_guards(self) -> None:
         if self._timer is not None:

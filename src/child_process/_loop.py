@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
     from typing import Callable, ClassVar
 
-from . import _spawn
+from . import _signals, _spawn
 # re-exported for the package (the ``as`` form tells type checkers the export is meant)
 from ._loop_core import IOWatcher as IOWatcher, Loop as Loop, Ref as Ref, Timer as Timer
 
@@ -83,11 +83,7 @@ def decode_status(status: int) -> tuple[int | None, str | None]:
 
 
 def signal_name(signum: int) -> str:
-    import signal
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"SIG{signum}"
+    return _signals.name_of(signum)
 
 
 class ExitWatcher:

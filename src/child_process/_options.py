@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 
 
     from ._abort import AbortSignal
 
+from . import _signals
 from ._errors import (NodeTypeError, NodeValueError, invalid_arg_type, invalid_arg_value,
                       out_of_range)
 
@@ -124,32 +125,17 @@ def check_timeout(value: Any, name: str = "timeout") -> float:
     return float(value)
 
 
-_SIGNAL_NUMBERS: dict[str, int] = {}
-_NSIG = [65]
-
-
-def _signal_numbers() -> dict[str, int]:
-    """Name -> number, built on first use (``signal`` pulls in ``enum``: a forked child should
-    start fast)."""
-    if not _SIGNAL_NUMBERS:
-        import signal
-        _SIGNAL_NUMBERS.update((s.name, int(s)) for s in signal.Signals)
-        _NSIG[0] = getattr(signal, "NSIG", 65)
-    return _SIGNAL_NUMBERS
-
-
 def check_signal(value: Any, name: str = "signal", *, allow_zero: bool = False) -> int:
     """A signal name (any case) or number -> its number; unknown -> ERR_UNKNOWN_SIGNAL."""
     if isinstance(value, str):
-        number = _signal_numbers().get(value.upper())
+        number = _signals.NUMBERS.get(value.upper())
         if number is None or (number == 0 and not allow_zero):
             raise NodeTypeError("ERR_UNKNOWN_SIGNAL", f"Unknown signal: {value}")
         return number
     if isinstance(value, int) and not isinstance(value, bool):
         if value == 0 and allow_zero:
             return 0
-        _signal_numbers()
-        if 0 < value < _NSIG[0]:
+        if 0 < value < _signals.NSIG:
             return int(value)
         raise NodeTypeError("ERR_UNKNOWN_SIGNAL", f"Unknown signal: {value}")
     raise invalid_arg_type(name, "of type string or number", value)
@@ -188,18 +174,23 @@ def check_serialization(value: Any) -> str:
 _env_cache: tuple[dict[bytes, bytes], list[bytes]] | None = None
 
 
-def build_env(env: Any, *, strip_ipc: bool = False) -> list[bytes]:
-    """``KEY=VALUE`` byte strings for the child; None means the parent's environment now."""
+def build_env(env: Any) -> list[bytes]:
+    """``KEY=VALUE`` byte strings for the child; None means the parent's environment now.
+
+    NODE_CHANNEL_FD / NODE_CHANNEL_SERIALIZATION_MODE never pass through, whatever the source:
+    a child with a channel gets ours, and one without must not mistake a stdio descriptor for
+    a channel. (Decision: Node passes them on to children without 'ipc'.)
+    """
     if env is None:
         # os.environ keeps its data encoded in ``_data``: reading it directly skips a Python-level
         # encode per variable, and an unchanged environment reuses the list built last time
         raw = getattr(os.environ, "_data", None)
-        if isinstance(raw, dict) and not strip_ipc:
+        if isinstance(raw, dict):
             global _env_cache
             cached = _env_cache
             if cached is not None and cached[0] == raw:
                 return cached[1]
-            envp = [k + b"=" + v for k, v in raw.items()]
+            envp = [k + b"=" + v for k, v in raw.items() if k not in IPC_ENV_KEYS]
             _env_cache = (dict(raw), envp)
             return envp
         items: Iterable[tuple[bytes, bytes]] = (raw.items() if isinstance(raw, dict)
@@ -218,9 +209,7 @@ def build_env(env: Any, *, strip_ipc: bool = False) -> list[bytes]:
             name = f"options.env['{key}']"
             v = to_bytes(check_string(value, name, allow_bytes=True), name)
             pairs.append((k, v))
-    if strip_ipc:
-        return [k + b"=" + v for k, v in items if k not in IPC_ENV_KEYS]
-    return [k + b"=" + v for k, v in items]
+    return [k + b"=" + v for k, v in items if k not in IPC_ENV_KEYS]
 
 
 def path_of(envp: list[bytes]) -> bytes | None:
@@ -331,7 +320,7 @@ def normalize_spawn(command: Any, args: Any, *, cwd: Any = None, env: Any = None
     spec.spawnargs = [argv0 if argv0 is not None else file] + arglist
     spec.file = to_bytes(file, "file")
     spec.args = [to_bytes(a, "args") for a in spec.spawnargs]
-    spec.env = build_env(env, strip_ipc=spec.ipc_index >= 0)
+    spec.env = build_env(env)
     if env is None:
         raw = getattr(os.environ, "_data", None)
         spec.path_env = raw.get(b"PATH") if isinstance(raw, dict) else os.environb.get(b"PATH")

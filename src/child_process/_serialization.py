@@ -82,10 +82,11 @@ def _make_json_codec() -> tuple[Any, ...]:
 
     def encode(message: Any) -> bytes:
         try:
-            return orjson_dumps(message, default=_node_json_default, option=options)
+            frame: bytes = orjson_dumps(message, default=_node_json_default, option=options)
         except TypeError:
             # lone surrogates, ints beyond 64 bits, subclasses orjson refuses: the stdlib can
             return stdlib_encode(message)
+        return frame
 
     def decode(line: bytes) -> Any:
         try:

@@ -316,8 +316,10 @@ class Readable(_FdStream):
         self.readable_ended = True
         if self._async_iterating:
             self._wake_async()
-        self.emit("end")
-        self._after_end()
+        try:
+            self.emit("end")
+        finally:
+            self._after_end()       # a listener that raises must not keep the pipe open
 
     def _after_end(self) -> None:
         if self._write_done:
@@ -548,8 +550,10 @@ class Writable(_FdStream):
                 _shutdown_write(self._fd)
             except OSError:
                 pass
-        self.emit("finish")
-        self._maybe_close()
+        try:
+            self.emit("finish")
+        finally:
+            self._maybe_close()     # a listener that raises must not keep the socket open
 
     def _write_failed(self, exc: OSError, callback: Callable[..., object] | None) -> None:
         err = errno_exception(exc.errno, "write")

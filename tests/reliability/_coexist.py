@@ -110,8 +110,8 @@ def main():
     figures = run()
     figures["watcher"] = _loop.EXIT_WATCHER
     figures["leaked_fds"] = sorted(set(os.listdir("/proc/self/fd")) - set(base))
-    figures["zombies"] = [l for l in os.popen("ps -o stat= --ppid %d" % os.getpid()).read().split()
-                          if l.startswith("Z")]
+    figures["zombies"] = [s for s in os.popen("ps -o stat= --ppid %d" % os.getpid()).read().split()
+                          if s.startswith("Z")]
     print(json.dumps(figures))
 
 

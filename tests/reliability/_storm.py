@@ -120,7 +120,7 @@ def workload(tmpdir: str) -> dict:
         n = 3000
         for i in range(n):
             child.send({"i": i, "pad": "p" * (i % 200)})
-        cp.get_loop().run_until(lambda: len(back) == n, 30)
+        cp.get_loop().run_until(lambda back=back, n=n: len(back) == n, 30)
         assert [m["i"] for m in back] == list(range(n)), len(back)
         child.send("bye")
         assert child.wait(30) == (0, None)
@@ -144,8 +144,8 @@ def main():
     from child_process import _loop
     figures["watcher"] = _loop.EXIT_WATCHER
     figures["leaked_fds"] = sorted(set(os.listdir("/proc/self/fd")) - set(base))
-    figures["zombies"] = [l for l in os.popen("ps -o stat= --ppid %d" % os.getpid()).read().split()
-                          if l.startswith("Z")]
+    figures["zombies"] = [s for s in os.popen("ps -o stat= --ppid %d" % os.getpid()).read().split()
+                          if s.startswith("Z")]
     print(json.dumps(figures))
 
 

@@ -37,7 +37,7 @@ def child_env(**extra) -> dict:
 _counter = [0]
 
 
-def script(tmp_path, code: str, name: str = None) -> str:
+def script(tmp_path, code: str, name: str | None = None) -> str:
     _counter[0] += 1
     path = tmp_path / (name or f"child_{_counter[0]}.py")
     path.write_text(textwrap.dedent(code))
@@ -61,7 +61,7 @@ def fd_count(pid: str = "self") -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def zombies_of(pid: int = None) -> list:
+def zombies_of(pid: int | None = None) -> list:
     """Zombie children of ``pid`` (default: this process)."""
     me = os.getpid() if pid is None else pid
     found = []

@@ -10,26 +10,21 @@ SPEC or Node's behaviour; they must pass, and lose the marker, once the bug is f
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import pickle
-import signal
 import struct
 import subprocess
-import sys
-import threading
 import time
 import tracemalloc
 
 import pytest
 
-import child_process
-from child_process import exec, fork, spawn, spawn_sync
+from child_process import exec, fork, spawn
 from child_process._serialization import codec
 
 from ._util import (MIB, PRELUDE, PY, WAIT, RawParent, child_env, record, rss_kib, run_until,
-                    script, spin)
+                    script)
 
 MODES = ["json", "advanced", "pickle"]
 
@@ -658,10 +653,6 @@ finally:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the first spawn()/spawn_sync() of a process at its "
-                   "descriptor limit raises OSError(EMFILE) from a lazy 'import signal' in "
-                   "_options.py instead of reporting a SpawnError EMFILE (SPEC §5: a failure to "
-                   "start never raises from spawn())")
 @pytest.mark.parametrize("api", ["spawn", "spawn_sync"])
 def test_emfile_on_the_first_spawn_of_a_process(tmp_path, api):
     proc = subprocess.run([PY, script(tmp_path, COLD_EMFILE), api], env=child_env(),
@@ -751,16 +742,9 @@ def _thrower(name):
     return listener
 
 
-_STREAM_HANG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: a listener raising in a stream's 'end'/'finish' event stops the stream from closing: "
-    "the child never emits 'close', wait() times out and the pipe descriptor leaks (docs/api.md:"
-    " 'an exception raised by a listener propagates out of run()/wait(); the loop stays usable')"))
-
-
 @pytest.mark.parametrize("where", [
     "child:spawn", "child:exit", "child:close", "stdout:data", "stdout:close",
-    pytest.param("stdout:end", marks=_STREAM_HANG), pytest.param("stderr:end", marks=_STREAM_HANG),
-    pytest.param("stdin:finish", marks=_STREAM_HANG), "stdin:close", "ipc:disconnect",
+    "stdout:end", "stderr:end", "stdin:finish", "stdin:close", "ipc:disconnect",
     "ipc:message",
 ])
 def test_a_raising_listener_leaves_the_child_and_the_loop_usable(tmp_path, where):

@@ -183,7 +183,7 @@ def test_framers_never_allocate_for_what_is_only_announced(framer):
                 assert err is None and not got
         else:
             f = _wire.LineFramer(1 << 20)
-            for i in range(600):
+            for i in range(600):  # noqa: B007 - the count is checked below
                 got, err, _ = f.feed(b"x" * 4096, json_checked)
                 if err is not None:
                     break
@@ -225,7 +225,7 @@ def test_v8_decoder_raises_only_v8decodeerror(data):
 
 class _NoPickle:
     """Replaces the pickle module inside pickle_decode: records, never unpickles."""
-    loads_calls = []
+    loads_calls: list = []  # noqa: RUF012 - a record shared on purpose
 
     @staticmethod
     def loads(body, buffers=()):

@@ -8,17 +8,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import pickle
 import socket
 import subprocess
-import sys
 
 import pytest
 
-import child_process
 from child_process import (ExecError, exec_file, exec_file_sync, fork, spawn, spawn_sync)
 
-from ._util import PRELUDE, PY, WAIT, RawParent, child_env, run_until, script
+from ._util import PRELUDE, PY, WAIT, child_env, run_until, script
 
 IS_ROOT = os.geteuid() == 0
 
@@ -362,12 +359,6 @@ def _channel_entries(entries: list) -> list:
 HOSTILE_ENV = {"NODE_CHANNEL_FD": "0", "NODE_CHANNEL_SERIALIZATION_MODE": "pickle"}
 
 
-_NOT_REMOVED = pytest.mark.xfail(strict=True, reason=(
-    "BUG: NODE_CHANNEL_FD/NODE_CHANNEL_SERIALIZATION_MODE from the user's env (or os.environ) "
-    "are passed to a child spawned without 'ipc', so a Python child adopts its stdin as an IPC "
-    "channel speaking pickle (issue 9: NODE_CHANNEL_* from the user's env must never confuse the "
-    "channel; Node also passes them through, the library strips them only when it adds 'ipc')"))
-
 #: A Python child without a channel: prints its initial NODE_CHANNEL_* entries and whether the
 #: library adopted a channel (it must not).
 ADOPTS = ("import json, child_process\n"
@@ -376,7 +367,6 @@ ADOPTS = ("import json, child_process\n"
           " child_process.parent is not None, 'PATH=' + __import__('os').environ['PATH'] in entries]))\n")
 
 
-@_NOT_REMOVED
 @pytest.mark.parametrize("api", ["spawn", "spawn_sync", "exec_file_sync"])
 def test_channel_variables_are_removed_for_children_without_ipc(tmp_path, api):
     """A child without an IPC channel never sees NODE_CHANNEL_* from the user's env (a Python
@@ -396,7 +386,6 @@ def test_channel_variables_are_removed_for_children_without_ipc(tmp_path, api):
     assert result == [[], False, True]          # no variables, no channel, the rest of env came
 
 
-@_NOT_REMOVED
 def test_channel_variables_are_removed_from_an_inherited_environment(tmp_path, monkeypatch):
     """The same when env=None and the variables are in os.environ."""
     for k, v in child_env(**HOSTILE_ENV).items():

@@ -11,15 +11,13 @@ speed.
 from __future__ import annotations
 
 import gc
-import os
 import socket
-import time
 
 import pytest
 
 from child_process import exec, fork, spawn, spawn_sync
 
-from ._util import (MIB, PRELUDE, WAIT, Stopwatch, fd_count, rss_kib, run_until, script,
+from ._util import (PRELUDE, WAIT, Stopwatch, fd_count, rss_kib, run_until, script,
                     zombies_of)
 
 
@@ -97,7 +95,7 @@ def test_concurrent_children_with_pipes(n, figures):
     spawned = []
     with hang_guard(spawned, seconds=120):
         outs = []
-        for i in range(n):
+        for _ in range(n):
             child = spawn("cat")
             spawned.append(child)
             out = []
@@ -229,7 +227,7 @@ def test_handles_passed(tmp_path, n, figures):
                 ours[sent] = (mine, theirs)
                 child.send({"i": sent}, theirs)
                 sent += 1
-            assert run_until(lambda: len(confirmed) > checked, WAIT)
+            assert run_until(lambda checked=checked: len(confirmed) > checked, WAIT)
             while checked < len(confirmed):
                 i = confirmed[checked]
                 mine, theirs = ours.pop(i)
@@ -257,7 +255,7 @@ _MIXED_ECHO = PRELUDE + 'p.on("message", lambda m, h=None: (h.close() if h else 
 def _mixed_round(path: str) -> int:
     """One round of everything: spawns with pipes, exec, spawn_sync, IPC, a handle."""
     started = 0
-    for i in range(20):
+    for _ in range(20):
         c = spawn("cat")
         got = []
         c.stdout.on("data", got.append)
