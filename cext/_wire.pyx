@@ -150,10 +150,19 @@ cdef class Outbox:
     cdef object fd_marks                    # deque of [start, end, fd]
     cdef public object encode
     cdef public object fallback
+    cdef object arg1, arg2
+    cdef int nargs
 
-    def __cinit__(self, encode, fallback=None):
+    def __cinit__(self, encode, fallback=None, tuple args=()):
+        """``args``: up to two more positional arguments for ``encode`` (a fast encoder's
+        options, passed without a wrapper function or keywords)."""
+        if len(args) > 2:
+            raise ValueError("at most two extra arguments")
         self.encode = encode
         self.fallback = fallback
+        self.nargs = len(args)
+        self.arg1 = args[0] if len(args) > 0 else None
+        self.arg2 = args[1] if len(args) > 1 else None
         self.marks = deque()
         self.fd_marks = deque()
 
@@ -177,7 +186,12 @@ cdef class Outbox:
         on, closed even if encoding fails) rides with the frame."""
         try:
             try:
-                frame = self.encode(message)
+                if self.nargs == 0:
+                    frame = self.encode(message)
+                elif self.nargs == 2:
+                    frame = self.encode(message, self.arg1, self.arg2)
+                else:
+                    frame = self.encode(message, self.arg1)
             except TypeError:
                 if self.fallback is None:
                     raise

@@ -59,6 +59,7 @@ class Channel:
         self._check = {"json": json_check_message,
                        "advanced": advanced_check_message}.get(serialization)
         self._flush_scheduled = False
+        self._sync_flush_at = SYNC_FLUSH_AT
         self._disconnect_after_flush = False
         # handle passing (node-ipc-protocol.md §6): while a sent handle waits for its ACK, every
         # later send waits here, in order; a socket sent without keep_open is closed on the ACK
@@ -148,8 +149,12 @@ class Channel:
             self._flush_scheduled = True
             self._writes_pending.set_active(True)
             self.loop.call_soon(self._flush)
-        elif queued >= SYNC_FLUSH_AT and not self._io.writing:
-            self._flush()       # not when the kernel is full: the writable event will come
+        elif queued >= self._sync_flush_at:
+            # a burst from code that does not return to the loop: write as it grows, so the
+            # peer works in parallel instead of receiving everything when the burst ends (one
+            # attempt per 64 KiB more, even while the kernel is full: it may have room again)
+            self._flush()
+            self._sync_flush_at = self._outbox.queued + SYNC_FLUSH_AT
         return queued < BACKLOG_LIMIT
 
     def _send_handle(self, message: Any, handle: Any, kind: Any, keep_open: bool,
@@ -251,6 +256,7 @@ class Channel:
             self._flush_scheduled = True      # the writable event will flush; no extra turn
             self._io.start_writing()
             return
+        self._sync_flush_at = SYNC_FLUSH_AT
         self._io.stop_writing()
         self._writes_pending.set_active(False)
         if self._disconnect_after_flush:

@@ -75,7 +75,7 @@ def _make_json_codec() -> tuple[Any, ...]:
         import orjson
     except ImportError:  # pragma: no cover - depends on the environment
         stdlib_decode = lambda line: _json.loads(line.decode("utf-8", "replace"))  # noqa: E731
-        return stdlib_encode, stdlib_decode, stdlib_encode, None, stdlib_decode, None
+        return stdlib_encode, stdlib_decode, (stdlib_encode, ()), None, stdlib_decode, None
 
     options = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE
     orjson_dumps, orjson_loads, decode_error = orjson.dumps, orjson.loads, orjson.JSONDecodeError
@@ -95,8 +95,8 @@ def _make_json_codec() -> tuple[Any, ...]:
             # NaN/Infinity tokens, huge ints, invalid UTF-8 (Node's decoder makes it U+FFFD)
             return _json.loads(line.decode("utf-8", "replace"))
 
-    from functools import partial
-    fast = partial(orjson_dumps, default=_node_json_default, option=options)
+    # the Outbox calls orjson.dumps(message, default, option) itself: no wrapper, no keywords
+    fast = (orjson_dumps, (_node_json_default, options))
     return encode, decode, fast, stdlib_encode, orjson_loads, decode
 
 
@@ -110,13 +110,15 @@ def json_codec() -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
     return _json_codec[0], _json_codec[1]
 
 
-def encoders(serialization: str) -> tuple[Callable[[Any], bytes], Callable[[Any], bytes] | None]:
-    """(encode, fallback) for a channel's Outbox: the fastest encoder, and what to try when it
-    raises TypeError."""
+def encoders(serialization: str) -> tuple[Callable[..., bytes], Callable[[Any], bytes] | None,
+                                          tuple[Any, ...]]:
+    """(encode, fallback, args) for a channel's Outbox: the fastest encoder, called as
+    ``encode(message, *args)``, and what to try when it raises TypeError."""
     if serialization == "json":
         json_codec()
-        return _json_codec[2], _json_codec[3]
-    return codec(serialization)[0], None
+        fast, args = _json_codec[2]
+        return fast, _json_codec[3], args
+    return codec(serialization)[0], None, ()
 
 
 def decoders(serialization: str) -> tuple[Callable[[bytes], Any], Callable[[bytes], Any] | None]:

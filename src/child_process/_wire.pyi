@@ -16,10 +16,11 @@ _Fed = tuple[list[Any], Exception | None, list[int]]
 def send_frames(fd: int, frames: list[_Buffer], first: int, pass_fd: int = -1) -> int: ...
 
 class Outbox:
-    encode: Callable[[Any], _Buffer]
+    encode: Callable[..., _Buffer]
     fallback: Callable[[Any], _Buffer] | None
-    def __init__(self, encode: Callable[[Any], _Buffer],
-                 fallback: Callable[[Any], _Buffer] | None = None) -> None: ...
+    def __init__(self, encode: Callable[..., _Buffer],
+                 fallback: Callable[[Any], _Buffer] | None = None,
+                 args: tuple[Any, ...] = ()) -> None: ...
     @property
     def queued(self) -> int: ...
     @property
