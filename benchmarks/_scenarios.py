@@ -674,7 +674,7 @@ SPAWN_BIGPARENT = BigParentScenario(
         NodeJob("node big parent", "node/big", "spawn_seq.js", _big, _node_seq("ignore")),
     ],
     reference="c",
-    quick={"rounds": 5, "n": 100, "warmup": 2, "budget": 1.0, "hold": 2 * GiB},
+    quick={"rounds": 3, "n": 100, "warmup": 2, "budget": 1.0, "hold": 1 * GiB},
     full={"rounds": 5, "n": 300, "warmup": 2, "budget": 3.0, "hold": 8 * GiB},
     notes=["One process per parent kind per round: the C program and the Node script each "
            "hold the memory themselves; one Python worker holds it (a touched `bytearray`) and "

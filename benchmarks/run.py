@@ -49,7 +49,7 @@ Output: a progress line on stderr, a Markdown table per scenario on stdout, all 
 results file (``--out``, default ``benchmarks/results.md``), and, when matplotlib imports, a
 PNG bar chart per scenario beside the results file (``benchmarks/<scenario>.png``).
 
-``--quick`` (smaller counts and fewer rounds, 2 GiB instead of 8 GiB for the big parent,
+``--quick`` (smaller counts and fewer rounds, 1 GiB instead of 8 GiB for the big parent,
 64 MiB instead of 256 MiB captured) runs the whole suite in about 2¼ minutes on a 2-core VM
 (under 3); the full run takes about 12 minutes.
 """
@@ -242,8 +242,8 @@ def parse_args(argv):
         description="Run the child_process benchmark suite.",
         epilog="scenarios: " + ", ".join(names))
     ap.add_argument("--quick", action="store_true",
-                    help="smaller counts, a 2 GiB big parent, 64 MiB captured "
-                         "(whole suite < 3 minutes)")
+                    help="smaller counts, a 1 GiB big parent, 64 MiB captured "
+                         "(whole suite < 2 minutes)")
     ap.add_argument("--only", metavar="NAME",
                     help="run only these scenarios (comma-separated)")
     ap.add_argument("--rounds", type=int, metavar="N",
