@@ -50,7 +50,7 @@ results file (``--out``, default ``benchmarks/results.md``), and, when matplotli
 PNG bar chart per scenario beside the results file (``benchmarks/<scenario>.png``).
 
 ``--quick`` (smaller counts and fewer rounds, 1 GiB instead of 8 GiB for the big parent,
-64 MiB instead of 256 MiB captured) runs the whole suite in about 2¼ minutes on a 2-core VM
+64 MiB instead of 256 MiB captured) runs the whole suite in under 2 minutes on a 2-core VM
 (under 3); the full run takes about 12 minutes.
 """
 
