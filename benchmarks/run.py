@@ -51,7 +51,7 @@ PNG bar chart per scenario beside the results file (``benchmarks/<scenario>.png`
 
 ``--quick`` (smaller counts and fewer rounds, 1 GiB instead of 8 GiB for the big parent,
 64 MiB instead of 256 MiB captured) runs the whole suite in under 2 minutes on a 2-core VM
-(under 3); the full run takes about 12 minutes.
+(about 110 s); the full run takes about 12 minutes.
 """
 
 import argparse
