@@ -53,13 +53,9 @@ cdef extern from *:
     #ifndef MSG_NOSIGNAL
     #define MSG_NOSIGNAL 0   /* macOS: our socket pairs carry SO_NOSIGPIPE instead */
     #endif
-    #define CP_IOV_MAX 1024
-    #define CP_MAX_FDS 16
     """
     int MSG_CMSG_CLOEXEC
     int MSG_NOSIGNAL
-    int CP_IOV_MAX
-    int CP_MAX_FDS
 
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
@@ -71,62 +67,6 @@ cdef extern from "<fcntl.h>" nogil:
 #: True when received descriptors are close-on-exec from birth (Linux); elsewhere the caller
 #: sets FD_CLOEXEC right after the receive.
 CMSG_CLOEXEC = MSG_CMSG_CLOEXEC != 0
-
-
-def send_frames(int fd, list frames, Py_ssize_t first, int pass_fd=-1):
-    """Write ``frames[first:]`` with one sendmsg (no SIGPIPE, never blocking).
-
-    ``pass_fd`` (when >= 0) rides along with the first byte as SCM_RIGHTS. Returns the number of
-    bytes written (0 when the socket is full); OSError otherwise.
-    """
-    cdef Py_ssize_t n = len(frames) - first, i
-    if n > CP_IOV_MAX:
-        n = CP_IOV_MAX
-    if n <= 0:
-        return 0
-    cdef iovec *iov = <iovec *>malloc(n * sizeof(iovec))
-    cdef Py_buffer *views = <Py_buffer *>malloc(n * sizeof(Py_buffer))
-    cdef Py_ssize_t got = 0
-    cdef msghdr msg
-    cdef char cbuf[64]
-    cdef cmsghdr *cm
-    cdef ssize_t rc
-    if iov == NULL or views == NULL:
-        free(iov); free(views)
-        raise MemoryError()
-    try:
-        for i in range(n):
-            PyObject_GetBuffer(frames[first + i], &views[i], PyBUF_SIMPLE)
-            got += 1
-            iov[i].iov_base = views[i].buf
-            iov[i].iov_len = views[i].len
-        memset(&msg, 0, sizeof(msg))
-        msg.msg_iov = iov
-        msg.msg_iovlen = n
-        if pass_fd >= 0:
-            memset(cbuf, 0, sizeof(cbuf))
-            msg.msg_control = cbuf
-            msg.msg_controllen = CMSG_SPACE(sizeof(int))
-            cm = CMSG_FIRSTHDR(&msg)
-            cm.cmsg_level = SOL_SOCKET
-            cm.cmsg_type = SCM_RIGHTS
-            cm.cmsg_len = CMSG_LEN(sizeof(int))
-            memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int))
-        while True:
-            with nogil:
-                rc = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT)
-            if rc >= 0:
-                return rc
-            if errno == EINTR:
-                continue
-            if errno == EAGAIN or errno == EWOULDBLOCK:
-                return 0
-            raise OSError(errno, "write")
-    finally:
-        for i in range(got):
-            PyBuffer_Release(&views[i])
-        free(iov)
-        free(views)
 
 
 DEF OUTBOX_KEEP = 4 * 1024 * 1024     # an emptied buffer larger than this is given back

@@ -140,3 +140,22 @@ def hang_guard(spawned: list, seconds: float = 30):
                     child.wait(timeout=5)
                 except Exception:
                     pass
+
+
+@pytest.fixture
+def reap():
+    """Register ChildProcess objects; at teardown each is killed if still running and waited
+    for (a listener's exception leaving wait() does not stop the wait)."""
+    children: list = []
+    yield children.append
+    for child in children:
+        if child.pid is not None and child.exit_code is None and child.signal_code is None:
+            child.kill("SIGKILL")
+        for _ in range(10):
+            try:
+                child.wait(30.0)
+                break
+            except TimeoutError:
+                break
+            except Exception:
+                continue

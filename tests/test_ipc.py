@@ -104,24 +104,6 @@ def events_of(stdout: bytes) -> list:
     return [json.loads(line) for line in stdout.decode().split("\n") if line.startswith("[")]
 
 
-@pytest.fixture
-def reap():
-    """Register ChildProcess objects; at teardown each is killed if still running and waited."""
-    children = []
-    yield children.append
-    for child in children:
-        if child.pid is not None and child.exit_code is None and child.signal_code is None:
-            child.kill("SIGKILL")
-        for _ in range(10):
-            try:
-                child.wait(WAIT)
-                break
-            except TimeoutError:
-                break
-            except Exception:       # a listener's exception leaving wait(): keep waiting
-                continue
-
-
 class RawParent:
     """A Python child on a socket pair whose other end is ``self.sock``: we are its parent."""
 

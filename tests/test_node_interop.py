@@ -56,19 +56,6 @@ def run_until(cond, timeout: float = WAIT) -> bool:
     return get_loop().run_until(cond, timeout)
 
 
-@pytest.fixture
-def reap():
-    children = []
-    yield children.append
-    for child in children:
-        if child.pid is not None and child.exit_code is None and child.signal_code is None:
-            child.kill("SIGKILL")
-        try:
-            child.wait(WAIT)
-        except Exception:
-            pass
-
-
 def record(child) -> list:
     events = []
     child.on("message", lambda m: events.append(("message", m)))

@@ -570,19 +570,6 @@ def script(tmp_path, code: str) -> str:
     return str(path)
 
 
-@pytest.fixture
-def reap():
-    children = []
-    yield children.append
-    for child in children:
-        if child.pid is not None and child.exit_code is None and child.signal_code is None:
-            child.kill("SIGKILL")
-        try:
-            child.wait(WAIT)
-        except Exception:
-            pass
-
-
 def record(child) -> list:
     events = []
     child.on("message", lambda m: events.append(("message", m)))

@@ -44,19 +44,6 @@ def write(tmp_path, name: str, code: str) -> str:
     return str(path)
 
 
-@pytest.fixture
-def reap():
-    children = []
-    yield children.append
-    for child in children:
-        if child.pid is not None and child.exit_code is None and child.signal_code is None:
-            child.kill("SIGKILL")
-        try:
-            child.wait(WAIT)
-        except Exception:
-            pass
-
-
 # Python value sent, and the JavaScript expression Node must find deep-strict-equal to it.
 PY_TO_JS = [
     (None, "null"),

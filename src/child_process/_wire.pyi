@@ -13,7 +13,6 @@ _Decode = Callable[[bytes], Any]
 #: (messages decoded, the error that stopped decoding or None, end offset of each message)
 _Fed = tuple[list[Any], Exception | None, list[int]]
 
-def send_frames(fd: int, frames: list[_Buffer], first: int, pass_fd: int = -1) -> int: ...
 
 class Outbox:
     encode: Callable[..., _Buffer]

@@ -30,23 +30,6 @@ MODES = ["json", "advanced", "pickle"]
 
 
 @pytest.fixture
-def reap():
-    children = []
-    yield children.append
-    for child in children:
-        if child.pid is not None and child.exit_code is None and child.signal_code is None:
-            child.kill("SIGKILL")
-        for _ in range(10):
-            try:
-                child.wait(WAIT)
-                break
-            except TimeoutError:
-                break
-            except Exception:
-                continue
-
-
-@pytest.fixture
 def raw_parent():
     made = []
 
