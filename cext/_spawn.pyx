@@ -66,6 +66,7 @@ cdef extern from "cp_platform.h" nogil:
     cp_addclosefrom_t cp_addclosefrom
     void cp_resolve_spawn_extensions()
     int cp_can_close_others()
+    int cp_devnull(int writable)
     int cp_pidfd_open(pid_t pid)
     int cp_pidfd_send_signal(int pidfd, int sig)
     void cp_grow_pipe(int fd)
@@ -249,6 +250,16 @@ def set_nonblocking(int fd, bint on=True):
     cdef int wanted = (flags | O_NONBLOCK) if on else (flags & ~O_NONBLOCK)
     if wanted != flags and fcntl(fd, F_SETFL, wanted) < 0:
         raise OSError(errno, "fcntl")
+
+
+def devnull_descriptors():
+    """The process's two descriptors on /dev/null for 'ignore' slots (read-only, read-write),
+    opened now if needed. They belong to the library: never close them."""
+    cdef int r = cp_devnull(0)
+    cdef int w = cp_devnull(1)
+    if r < 0 or w < 0:
+        raise OSError(errno, "open /dev/null")
+    return r, w
 
 
 def grow_pipe(int fd):

@@ -60,6 +60,7 @@ cdef extern from "cp_platform.h" nogil:
     void cp_resolve_spawn_extensions()
     int cp_pidfd_open(pid_t pid)
     void cp_grow_pipe(int fd)
+    int cp_devnull(int writable)
     int cp_pipe(int fds[2], int nonblock)
     int cp_socketpair(int fds[2], int nonblock)
     int MSG_NOSIGNAL
@@ -138,6 +139,16 @@ cdef int _grow(Capture *c, Py_ssize_t need) noexcept nogil:
 
 
 include "cstrings.pxi"
+
+
+def devnull_descriptors():
+    """This module's two descriptors on /dev/null for 'ignore' slots (each compiled module keeps
+    its own pair, opened on first use). They belong to the library: never close them."""
+    cdef int r = cp_devnull(0)
+    cdef int w = cp_devnull(1)
+    if r < 0 or w < 0:
+        raise OSError(errno, "open /dev/null")
+    return r, w
 
 
 def run(bytes path, list argv, list envp, object cwd, list slots, bint detached, long uid,
@@ -224,10 +235,15 @@ def run(bytes path, list argv, list envp, object cwd, list slots, bint detached,
             return 0, -1, [None] * nslots, err, ENDED_OK
 
         with nogil:
-            pidfd = cp_pidfd_open(pid)
             if in_fd >= 0 and (not have_input or in_view.len == 0):
                 close(in_fd)
                 in_fd = -1
+            if ncaps == 0 and in_fd < 0 and timeout <= 0:
+                # nothing to feed, read or time: a blocking waitpid wakes soonest
+                _reap(pid, &status, &exited)
+                pidfd = -1
+            else:
+                pidfd = cp_pidfd_open(pid)
             ended = _supervise(pid, pidfd, &status, &exited, in_fd,
                                <const char *>(in_view.buf if have_input else NULL),
                                in_view.len if have_input else 0, caps, ncaps, pfds,

@@ -21,6 +21,7 @@ import shutil
 import signal as _signal
 import socket
 import subprocess
+import textwrap
 import sys
 import tempfile
 import threading
@@ -1893,3 +1894,33 @@ def test_fallback_mode(mode, name):
     if outcome == "skipped" and "needs root" in details:
         pytest.skip(details)
     assert outcome == "passed", f"{name} under {mode}: {outcome}\n{details}"
+
+
+@pytest.mark.parametrize("module", ["_spawn", "_sync"])
+def test_ignore_slots_survive_a_program_that_closed_the_cached_dev_null(tmp_path, module):
+    """'ignore' slots are dup'd from descriptors on /dev/null the library keeps. A program that
+    closes one and gets another file at that number must not have its file handed to children
+    (nor closed): the library checks the descriptor before each use and opens a new one."""
+    target = tmp_path / "mine.txt"
+    code = textwrap.dedent(f"""
+        import os, child_process
+        from child_process import {module} as mod
+        r, w = mod.devnull_descriptors()
+        os.close(w)
+        f = open({str(target)!r}, "w")
+        assert f.fileno() == w, (f.fileno(), w)
+        if {module!r} == "_spawn":
+            c = child_process.spawn("sh", ["-c", "echo hidden; echo hidden >&2"], stdio="ignore")
+            assert c.wait() == (0, None)
+        else:
+            res = child_process.spawn_sync("sh", ["-c", "echo hidden; echo hidden >&2"],
+                                           stdio="ignore")
+            assert res.status == 0
+        f.write("mine")
+        f.close()
+        print(mod.devnull_descriptors()[1] != w)
+    """)
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
+    assert target.read_text() == "mine"
