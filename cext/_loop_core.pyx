@@ -115,6 +115,7 @@ cdef class Loop:
     cdef public bint wake_pending
     cdef public long spin_ns
     cdef bint _spin_armed
+    cdef public object fd_hook     # poll backend inside asyncio: told of every interest change
     cdef dict __dict__
     cdef object __weakref__
 
@@ -135,6 +136,7 @@ cdef class Loop:
         self.wake_pending = False
         self.spin_ns = SPIN_US * 1000
         self._spin_armed = False
+        self.fd_hook = None
 
     def __dealloc__(self):
         if self.epfd >= 0:
@@ -199,7 +201,16 @@ cdef class Loop:
                 del self._watchers[w.fd]
         else:
             self._watchers[w.fd] = w
+        if self.fd_hook is not None:
+            self.fd_hook(w.fd, (new & EPOLLIN) != 0, (new & EPOLLOUT) != 0)
         return 0
+
+    def watched_fds(self):
+        """[(fd, wants_read, wants_write)] of the active watchers (for an embedding loop that
+        must watch them itself: the poll backend has no single descriptor to hand over)."""
+        cdef IOWatcher w
+        return [(fd, (w.events & EPOLLIN) != 0, (w.events & EPOLLOUT) != 0)
+                for fd, w in self._watchers.items()]
 
     # -- timers ---------------------------------------------------------------------------
 

@@ -1117,3 +1117,46 @@ def test_wait_after_run_until_complete_on_a_loop_left_open():
     finally:
         aloop.close()
     assert spawn(SH, ["-c", "exit 2"]).wait(WAIT) == (2, None)
+
+
+POLL_BACKEND_PROGRAM = textwrap.dedent("""
+    import asyncio, sys, child_process
+    from child_process import _loop_core
+    assert _loop_core.BACKEND == "poll", _loop_core.BACKEND
+
+    async def main():
+        child = child_process.spawn(sys.executable, ["-c", "import sys; print(sys.stdin.read().upper())"])
+        child.stdin.end(b"through pipes")
+        chunks = [chunk async for chunk in child.stdout]
+        assert await child == (0, None)
+        worker = child_process.fork(sys.argv[1])
+        got = []
+        done = asyncio.get_running_loop().create_future()
+        def on_message(m):
+            got.append(m)
+            if len(got) == 3:
+                done.set_result(None)
+        worker.on("message", on_message)
+        for m in (1, "two", {"three": 3}):
+            worker.send(m)
+        await asyncio.wait_for(done, 10)
+        worker.disconnect()
+        result = await exec_async_ok()
+        print(b"".join(chunks).decode().strip(), got, await worker, result)
+
+    async def exec_async_ok():
+        return (await child_process.exec_async("echo exec")).stdout.strip()
+
+    asyncio.run(main())
+""")
+
+
+def test_asyncio_drives_children_on_the_poll_backend(tmp_path):
+    """Where there is no epoll (macOS, or CHILD_PROCESS_POLLER=poll), asyncio watches each of
+    our descriptors itself: pipes, the exit watcher and an IPC channel all make progress."""
+    echo = tmp_path / "echo.py"
+    echo.write_text("import child_process\np = child_process.parent\np.on('message', p.send)\n")
+    out = subprocess.run([PY, "-c", POLL_BACKEND_PROGRAM, str(echo)], capture_output=True,
+                         text=True, timeout=60, env=dict(os.environ, CHILD_PROCESS_POLLER="poll"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "THROUGH PIPES [1, 'two', {'three': 3}] (0, None) exec"

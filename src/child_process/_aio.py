@@ -28,7 +28,7 @@ _get_running_loop = asyncio._get_running_loop
 class _Binding:
     """Our loop embedded in one asyncio loop."""
 
-    __slots__ = ("_loop", "aloop", "timer", "fd", "__weakref__")
+    __slots__ = ("_loop", "aloop", "timer", "fd", "_fds", "__weakref__")
 
     def __init__(self, loop: Loop, aloop: asyncio.AbstractEventLoop):
         # a weak reference: our loop holds this binding, and a thread's loop must be freed (and
@@ -37,9 +37,33 @@ class _Binding:
         self.aloop = aloop
         self.timer: asyncio.TimerHandle | None = None
         self.fd = loop.fileno()
+        self._fds: dict[int, tuple[bool, bool]] = {}
         if self.fd >= 0:
             aloop.add_reader(self.fd, self.tick)
+        else:
+            # poll(2) backend (macOS, or forced): no epoll descriptor to hand over, so asyncio
+            # watches each of our descriptors itself, kept in step by the loop's fd_hook
+            loop.fd_hook = self._fd_changed
+            for fd, read, write in loop.watched_fds():
+                self._fd_changed(fd, read, write)
         loop.waker = self.wake
+
+    def _fd_changed(self, fd: int, read: bool, write: bool) -> None:
+        was_read, was_write = self._fds.get(fd, (False, False))
+        if read != was_read:
+            if read:
+                self.aloop.add_reader(fd, self.tick)
+            else:
+                self.aloop.remove_reader(fd)
+        if write != was_write:
+            if write:
+                self.aloop.add_writer(fd, self.tick)
+            else:
+                self.aloop.remove_writer(fd)
+        if read or write:
+            self._fds[fd] = (read, write)
+        else:
+            self._fds.pop(fd, None)
 
     def wake(self) -> None:
         """Our loop has queued a callback or armed a timer: ask asyncio for a turn."""
@@ -86,11 +110,20 @@ class _Binding:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if not self.aloop.is_closed() and self.fd >= 0:
+        if loop is not None and loop.fd_hook == self._fd_changed:
+            loop.fd_hook = None
+        if not self.aloop.is_closed():
             try:
-                self.aloop.remove_reader(self.fd)
+                if self.fd >= 0:
+                    self.aloop.remove_reader(self.fd)
+                for fd, (read, write) in self._fds.items():
+                    if read:
+                        self.aloop.remove_reader(fd)
+                    if write:
+                        self.aloop.remove_writer(fd)
             except (RuntimeError, ValueError, OSError):
                 pass
+        self._fds.clear()
         if loop is not None and getattr(loop, "_aio_binding", None) is self:
             loop._aio_binding = None
 
