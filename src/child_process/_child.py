@@ -16,13 +16,12 @@ if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 
 
     from ._typing import Signal
 
-import sys
 
 from . import _spawn
 from ._errors import AbortError, SpawnError, errno_code, errno_exception
 from ._events import EventEmitter
 from ._ipc import ChannelOwner
-from ._loop import ExitWatcher, Loop, Timer, decode_status, get_loop, signal_name
+from ._loop import ExitWatcher, Loop, Timer, bind_asyncio, decode_status, get_loop, signal_name
 from ._options import SpawnSpec, check_signal
 from ._streams import Duplex, Readable, Writable
 
@@ -42,13 +41,6 @@ def start(spec: SpawnSpec, env: list[bytes], child_fds: list[int]) -> int:
     return _spawn.spawn(b"/bin/sh", [b"/bin/sh", path] + spec.args[1:], env, spec.cwd,
                         child_fds, spec.detached, spec.uid, spec.gid, spec.kill_tree,
                         spec.pdeathsig)
-
-
-def _bind_asyncio(loop: Loop) -> None:
-    """Inside a running asyncio loop, let it drive ours (asyncio is imported only if in use)."""
-    if "asyncio" in sys.modules:
-        from . import _aio
-        _aio.bind(loop)
 
 
 class ChildProcess(ChannelOwner):
@@ -88,7 +80,7 @@ class ChildProcess(ChannelOwner):
 
     def _spawn(self, spec: SpawnSpec) -> None:
         loop = self._loop = get_loop()
-        _bind_asyncio(loop)
+        bind_asyncio(loop)
         self.spawnfile = spec.spawnfile
         self.spawnargs = spec.spawnargs
         self._kill_signal = spec.kill_signal

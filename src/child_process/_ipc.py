@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 
 from . import _handles, _wire
 from ._errors import NodeTypeError, NodeValueError, errno_exception
 from ._events import EventEmitter
-from ._loop import IOWatcher, Loop, Ref, get_loop
+from ._loop import IOWatcher, Loop, Ref, bind_asyncio, get_loop
 from ._serialization import (advanced_check_message, check_message, codec, decoders, encoders,
                              json_check_message)
 
@@ -44,7 +44,7 @@ class Channel:
         self.fd = fd
         self.serialization = serialization
         self.target = target
-        self._encode, _, line_framed = codec(serialization)
+        line_framed = codec(serialization)[2]
         self._decode, self._decode_fallback = decoders(serialization)
         self._framer = (_wire.LineFramer(DEFAULT_MAX_MESSAGE) if line_framed
                         else _wire.LengthFramer(DEFAULT_MAX_MESSAGE))
@@ -146,9 +146,7 @@ class Channel:
         else:
             queued = self._send_handle(message, send_handle, kind, keep_open, callback)
         if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._writes_pending.set_active(True)
-            self.loop.call_soon(self._flush)
+            self._schedule_flush()
         elif queued >= self._sync_flush_at:
             # a burst from code that does not return to the loop: write as it grows, so the
             # peer works in parallel instead of receiving everything when the burst ends (one
@@ -583,12 +581,15 @@ class Parent(ChannelOwner):
         self._ipc_listener_added(event)
         if event in ("message", "disconnect") and self.channel is not None:
             self.channel._count_listeners(True)
-            _bind_asyncio(self.channel.loop)
+            bind_asyncio(self.channel.loop)
 
     def send(self, message: Any = _MISSING, send_handle: Any = None, *, keep_open: bool = False,
              callback: Callable[..., object] | None = None) -> bool:
-        if self.channel is not None:
-            _bind_asyncio(self.channel.loop)   # inside asyncio.run(), asyncio drives the channel
+        channel = self.channel
+        if channel is not None:
+            bind_asyncio(channel.loop)     # inside asyncio.run(), asyncio drives the channel
+            if not channel.closed:
+                return channel._send(message, send_handle, keep_open, callback)
         return ChannelOwner.send(self, message, send_handle, keep_open=keep_open,
                                  callback=callback)
 
@@ -604,13 +605,6 @@ class Parent(ChannelOwner):
             self.emit("disconnect")
         finally:
             del channel
-
-
-def _bind_asyncio(loop: Loop) -> None:
-    import sys
-    if "asyncio" in sys.modules:
-        from . import _aio
-        _aio.bind(loop)
 
 
 def open_parent_channel() -> Parent | None:

@@ -49,6 +49,20 @@ def get_loop() -> Loop:
     return loop
 
 
+def bind_asyncio(loop: Loop) -> None:
+    """Inside a running asyncio loop, let it drive ours. Cheap when there is nothing to do
+    (called on every spawn and every ``parent.send()``): asyncio is imported only if in use."""
+    aio = sys.modules.get("asyncio")
+    if aio is None:
+        return
+    running = aio._get_running_loop()
+    binding = getattr(loop, "_aio_binding", None)
+    if binding is None if running is None else (binding is not None and binding.aloop is running):
+        return
+    from . import _aio
+    _aio.bind(loop)
+
+
 def run() -> None:
     """Run this thread's loop until no referenced handle (child, stream, timer) remains."""
     get_loop().run()

@@ -49,65 +49,85 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _make_json_codec() -> tuple[Any, ...]:
-    """(encode, decode, fast_encode, encode_fallback, fast_decode, decode_fallback): the fast
-    ones may raise for what their fallback can still handle (that saves a Python frame a
-    message on the hot path)."""
-    import json as _json
-    dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
-                              default=_node_json_default).encode
-    dumps_ascii = _json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False,
-                                    default=_node_json_default).encode
+class _JsonCodec:
+    """Node's JSON lines. ``encode``/``decode`` are whole; the Outbox and the framers call the
+    fast pieces themselves (orjson, when installed) and fall back only when those refuse."""
 
-    def stdlib_encode(message: Any) -> bytes:
-        try:
-            text = dumps(message)
-        except ValueError as exc:
-            if "Out of range float" not in str(exc):
-                raise
-            text = dumps(_finite(message))
-        try:
-            return text.encode("utf-8") + b"\n"
-        except UnicodeEncodeError:     # lone surrogates: escape them, as JSON.stringify does
-            return dumps_ascii(_finite(message)).encode("ascii") + b"\n"
+    __slots__ = ("encode", "decode", "fast_encode", "encode_args", "encode_fallback",
+                 "fast_decode", "decode_fallback")
 
-    try:  # the fastest encoder available; optional
-        import orjson
-    except ImportError:  # pragma: no cover - depends on the environment
-        stdlib_decode = lambda line: _json.loads(line.decode("utf-8", "replace"))  # noqa: E731
-        return stdlib_encode, stdlib_decode, (stdlib_encode, ()), None, stdlib_decode, None
+    def __init__(self) -> None:
+        import json as _json
+        dumps = _json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                                  default=_node_json_default).encode
+        dumps_ascii = _json.JSONEncoder(ensure_ascii=True, separators=(",", ":"),
+                                        allow_nan=False, default=_node_json_default).encode
 
-    options = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE
-    orjson_dumps, orjson_loads, decode_error = orjson.dumps, orjson.loads, orjson.JSONDecodeError
+        def stdlib_encode(message: Any) -> bytes:
+            try:
+                text = dumps(message)
+            except ValueError as exc:
+                if "Out of range float" not in str(exc):
+                    raise
+                text = dumps(_finite(message))
+            try:
+                return text.encode("utf-8") + b"\n"
+            except UnicodeEncodeError:     # lone surrogates: escaped, as JSON.stringify does
+                return dumps_ascii(_finite(message)).encode("ascii") + b"\n"
 
-    def encode(message: Any) -> bytes:
-        try:
-            frame: bytes = orjson_dumps(message, default=_node_json_default, option=options)
-        except TypeError:
-            # lone surrogates, ints beyond 64 bits, subclasses orjson refuses: the stdlib can
-            return stdlib_encode(message)
-        return frame
-
-    def decode(line: bytes) -> Any:
-        try:
-            return orjson_loads(line)
-        except decode_error:
-            # NaN/Infinity tokens, huge ints, invalid UTF-8 (Node's decoder makes it U+FFFD)
+        def stdlib_decode(line: bytes) -> Any:
+            # Node's decoder makes invalid UTF-8 U+FFFD; NaN/Infinity tokens and huge ints load
             return _json.loads(line.decode("utf-8", "replace"))
 
-    # the Outbox calls orjson.dumps(message, default, option) itself: no wrapper, no keywords
-    fast = (orjson_dumps, (_node_json_default, options))
-    return encode, decode, fast, stdlib_encode, orjson_loads, decode
+        self.encode: Callable[[Any], bytes] = stdlib_encode
+        self.decode: Callable[[bytes], Any] = stdlib_decode
+        self.fast_encode: Callable[..., bytes] = stdlib_encode
+        self.encode_args: tuple[Any, ...] = ()
+        self.encode_fallback: Callable[[Any], bytes] | None = None
+        self.fast_decode: Callable[[bytes], Any] = stdlib_decode
+        self.decode_fallback: Callable[[bytes], Any] | None = None
+        try:  # the fastest encoder available; optional
+            import orjson
+        except ImportError:  # pragma: no cover - depends on the environment
+            return
+        options = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+                   | orjson.OPT_APPEND_NEWLINE)
+        orjson_dumps, orjson_loads = orjson.dumps, orjson.loads
+
+        def encode(message: Any) -> bytes:
+            try:
+                frame: bytes = orjson_dumps(message, _node_json_default, options)
+            except TypeError:
+                # lone surrogates, ints beyond 64 bits, subclasses orjson refuses: stdlib can
+                return stdlib_encode(message)
+            return frame
+
+        def decode(line: bytes) -> Any:
+            try:
+                return orjson_loads(line)
+            except orjson.JSONDecodeError:
+                return stdlib_decode(line)
+
+        self.encode, self.decode = encode, decode
+        # orjson.dumps(message, default, option), called by the Outbox without a wrapper
+        self.fast_encode, self.encode_args = orjson_dumps, (_node_json_default, options)
+        self.encode_fallback = stdlib_encode
+        self.fast_decode, self.decode_fallback = orjson_loads, stdlib_decode
 
 
-_json_codec: Any = None
+_json_codec: _JsonCodec | None = None
+
+
+def _json() -> _JsonCodec:
+    global _json_codec
+    if _json_codec is None:
+        _json_codec = _JsonCodec()
+    return _json_codec
 
 
 def json_codec() -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]]:
-    global _json_codec
-    if _json_codec is None:
-        _json_codec = _make_json_codec()
-    return _json_codec[0], _json_codec[1]
+    codec = _json()
+    return codec.encode, codec.decode
 
 
 def encoders(serialization: str) -> tuple[Callable[..., bytes], Callable[[Any], bytes] | None,
@@ -115,9 +135,8 @@ def encoders(serialization: str) -> tuple[Callable[..., bytes], Callable[[Any], 
     """(encode, fallback, args) for a channel's Outbox: the fastest encoder, called as
     ``encode(message, *args)``, and what to try when it raises TypeError."""
     if serialization == "json":
-        json_codec()
-        fast, args = _json_codec[2]
-        return fast, _json_codec[3], args
+        json = _json()
+        return json.fast_encode, json.encode_fallback, json.encode_args
     return codec(serialization)[0], None, ()
 
 
@@ -125,8 +144,8 @@ def decoders(serialization: str) -> tuple[Callable[[bytes], Any], Callable[[byte
     """(decode, fallback) for a channel's framer: the fastest decoder, and what to try when it
     raises (orjson refuses NaN tokens, huge ints and invalid UTF-8, which Node's JSON allows)."""
     if serialization == "json":
-        json_codec()
-        return _json_codec[4], _json_codec[5]
+        json = _json()
+        return json.fast_decode, json.decode_fallback
     return codec(serialization)[1], None
 
 
