@@ -355,10 +355,13 @@ static inline int cp_spawn(pid_t *pid, const char *path, char *const argv[], cha
     int fds[nfds > 0 ? nfds : 1];
     int tmp[nfds > 0 ? nfds : 1];
     int ntmp = 0, i, err = 0;
+    int devnull[2] = {-1, -1};     /* looked up (and checked) once per start, not per slot */
     for (i = 0; i < nfds; i++) {
         int src = fds_in[i];
         if (src == CP_FD_DEVNULL) {
-            src = cp_devnull(i != 0);
+            int w = i != 0;
+            if (devnull[w] < 0) devnull[w] = cp_devnull(w);
+            src = devnull[w];
             if (src < 0) { err = errno; goto out; }
         }
         if (src >= 0 && src < nfds) {

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 
     from typing import Any
     from collections.abc import Generator
 
+    from ._loop import ExitWatcher
     from ._typing import Signal
 
 
@@ -21,7 +22,7 @@ from . import _spawn
 from ._errors import AbortError, SpawnError, errno_code, errno_exception
 from ._events import EventEmitter
 from ._ipc import ChannelOwner
-from ._loop import ExitWatcher, Loop, Timer, bind_asyncio, decode_status, get_loop, signal_name
+from ._loop import Loop, Timer, bind_asyncio, decode_status, get_loop, signal_name, watch_exit
 from ._options import SpawnSpec, check_signal
 from ._streams import Duplex, Readable, Writable
 
@@ -144,7 +145,7 @@ class ChildProcess(ChannelOwner):
             return
         # 'spawn' is queued first: it must come before anything the exit watcher reports
         loop.call_soon(self.emit, "spawn")
-        self._watcher = ExitWatcher(loop, self.pid, self._on_exit)  # type: ignore[arg-type]  # started
+        self._watcher = watch_exit(loop, self.pid, self._on_exit)  # type: ignore[arg-type]  # started
         if spec.timeout > 0:
             self._timer = Timer(loop, self._on_timeout)
             self._timer.unref()
@@ -172,7 +173,7 @@ class ChildProcess(ChannelOwner):
             stdio[index] = stream
             if isinstance(stream, Readable):
                 self._closes_needed += 1
-                stream.once("close", self._maybe_close)
+                stream._close_hook = self._maybe_close
         self.stdio = stdio
         self.stdin = stdio[0] if count > 0 else None
         self.stdout = stdio[1] if count > 1 else None

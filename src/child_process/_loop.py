@@ -16,11 +16,17 @@ import sys
 import threading
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 ms
-    from typing import Callable, ClassVar
+    from typing import Callable, ClassVar, Union
+
+    #: what watches a child's exit: ``reaped``, ``pid``, ``pidfd``, ``send_signal``, ``ref``,
+    #: ``unref``, ``close``
+    ExitWatcher = Union["PidfdExitWatcher", "SigchldExitWatcher"]
 
 from . import _signals, _spawn
 # re-exported for the package (the ``as`` form tells type checkers the export is meant)
 from ._loop_core import IOWatcher as IOWatcher, Loop as Loop, Ref as Ref, Timer as Timer
+from ._loop_core import PidfdExitWatcher as PidfdExitWatcher
+from ._loop_core import watch_exit as _watch_pidfd
 
 _local = threading.local()
 _main_loop: Loop | None = None
@@ -100,39 +106,37 @@ def signal_name(signum: int) -> str:
     return _signals.name_of(signum)
 
 
-class ExitWatcher:
-    """Calls ``on_exit(status)`` once the child ``pid`` has ended, and reaps it.
+def watch_exit(loop: Loop, pid: int, on_exit: Callable[[int], None]) -> ExitWatcher:
+    """Call ``on_exit(status)`` once the child ``pid`` has ended, and reap it: through a pidfd
+    (in C) where the kernel has them, else through the SIGCHLD hub."""
+    if EXIT_WATCHER == "pidfd":
+        try:
+            return _watch_pidfd(loop, pid, on_exit)
+        except OSError:
+            pass
+    return SigchldExitWatcher(loop, pid, on_exit)
 
-    ``kill()`` goes through the pidfd (or plain ``kill`` before the reap, in the fallback), so a
-    pid that the system has handed to another process is never signalled.
+
+class SigchldExitWatcher:
+    """The fallback exit watcher: a SIGCHLD wakes the loop, which polls its own children with
+    ``waitpid(pid, WNOHANG)``. Before the reap ``kill()`` can use the pid safely: an unreaped
+    child's pid cannot be handed to another process.
     """
 
-    __slots__ = ("loop", "pid", "pidfd", "on_exit", "_io", "_ref", "reaped")
+    __slots__ = ("loop", "pid", "on_exit", "_ref", "reaped")
 
+    pidfd = -1
     on_exit: Callable[[int], None] | None        # None once called
-    _io: IOWatcher | None                        # watching the pidfd
-    _ref: Ref | None                             # the fallback: keeps the loop alive
+    _ref: Ref | None                             # keeps the loop alive until the reap
 
     def __init__(self, loop: Loop, pid: int, on_exit: Callable[[int], None]):
         self.loop = loop
         self.pid = pid
         self.on_exit = on_exit
         self.reaped = False
-        self.pidfd = -1
-        self._io = None
-        self._ref = None
-        if EXIT_WATCHER == "pidfd":
-            try:
-                self.pidfd = _spawn.pidfd_open(pid)
-            except OSError:
-                self.pidfd = -1
-        if self.pidfd >= 0:
-            self._io = IOWatcher(loop, self.pidfd, self._check)
-            self._io.start_reading()
-        else:
-            self._ref = Ref(loop)
-            self._ref.set_active(True)
-            _SigchldHub.for_loop(loop).add(self)
+        self._ref = Ref(loop)
+        self._ref.set_active(True)
+        _SigchldHub.for_loop(loop).add(self)
 
     def _check(self) -> None:
         """Reap the child if it has ended (a spurious wake-up is harmless)."""
@@ -154,12 +158,6 @@ class ExitWatcher:
 
     def _finish(self) -> None:
         self.reaped = True
-        if self._io is not None:
-            self._io.stop()
-            self._io = None
-        if self.pidfd >= 0:
-            os.close(self.pidfd)
-            self.pidfd = -1
         if self._ref is not None:
             self._ref.set_active(False)
             _SigchldHub.for_loop(self.loop).discard(self)
@@ -168,20 +166,15 @@ class ExitWatcher:
         """Raises OSError (ESRCH once reaped)."""
         if self.reaped:
             raise OSError(errno.ESRCH, "process has been reaped")
-        if self.pidfd >= 0:
-            _spawn.pidfd_send_signal(self.pidfd, sig)
-        else:
-            os.kill(self.pid, sig)
+        os.kill(self.pid, sig)
 
     def ref(self) -> None:
-        handle = self._io or self._ref
-        if handle is not None and not self.reaped:
-            handle.ref()
+        if self._ref is not None and not self.reaped:
+            self._ref.ref()
 
     def unref(self) -> None:
-        handle = self._io or self._ref
-        if handle is not None and not self.reaped:
-            handle.unref()
+        if self._ref is not None and not self.reaped:
+            self._ref.unref()
 
     def close(self) -> None:
         """Forget the child without reaping (used only when the process object is discarded)."""
@@ -196,7 +189,7 @@ class _SigchldHub:
 
     def __init__(self, loop: Loop):
         self.loop = loop
-        self.children: set[ExitWatcher] = set()
+        self.children: set[SigchldExitWatcher] = set()
         self.rfd, self.wfd = _spawn.make_pipe()
         _spawn.set_nonblocking(self.rfd)
         _spawn.set_nonblocking(self.wfd)
@@ -212,12 +205,12 @@ class _SigchldHub:
             hub = loop._sigchld_hub = cls(loop)
         return hub
 
-    def add(self, watcher: ExitWatcher) -> None:
+    def add(self, watcher: SigchldExitWatcher) -> None:
         self.children.add(watcher)
         # the child may have ended before the handler knew of this loop: look once now
         self.loop.call_soon(watcher._check)
 
-    def discard(self, watcher: ExitWatcher) -> None:
+    def discard(self, watcher: SigchldExitWatcher) -> None:
         self.children.discard(watcher)
         if not self.children:
             # nothing left to watch: give the pipe back (a thread's loop may never be used again)

@@ -21,6 +21,7 @@ from ._errors import (NodeTypeError, NodeValueError, invalid_arg_type, invalid_a
 _STDIO_NAMES = ("pipe", "overlapped", "ignore", "inherit")
 _SERIALIZATIONS = ("json", "advanced", "pickle")
 IPC_ENV_KEYS = (b"NODE_CHANNEL_FD", b"NODE_CHANNEL_SERIALIZATION_MODE")
+_SIGTERM = _signals.NUMBERS["SIGTERM"]
 
 
 class StdioSlot:
@@ -224,6 +225,9 @@ def normalize_stdio(stdio: Any, *, sync: bool = False) -> list[StdioSlot]:
     if stdio is None:
         stdio = "pipe"
     if isinstance(stdio, str):
+        named = _NAMED_STDIO.get(stdio)
+        if named is not None:
+            return list(named)
         if stdio not in _STDIO_NAMES:
             raise invalid_arg_value("stdio", stdio)
         stdio = [stdio] * 3
@@ -272,6 +276,10 @@ def normalize_stdio(stdio: Any, *, sync: bool = False) -> list[StdioSlot]:
     return slots
 
 
+#: the slots of the named forms, built once (slots are never changed after normalising)
+_NAMED_STDIO = {name: tuple(normalize_stdio([name] * 3)) for name in ("pipe", "ignore", "inherit")}
+
+
 def normalize_spawn(command: Any, args: Any, *, cwd: Any = None, env: Any = None,
                     argv0: Any = None, stdio: Any = "pipe", detached: Any = False,
                     uid: Any = None, gid: Any = None, serialization: Any = "json",
@@ -291,15 +299,26 @@ def normalize_spawn(command: Any, args: Any, *, cwd: Any = None, env: Any = None
     spec = SpawnSpec()
     spec.cwd = (None if cwd is None else
                 to_bytes(check_string(cwd, "options.cwd", allow_bytes=True), "options.cwd"))
-    spec.detached = check_bool(detached, "options.detached")
-    spec.uid = check_id(uid, "options.uid")
-    spec.gid = check_id(gid, "options.gid")
-    spec.serialization = check_serialization(serialization)
-    spec.timeout = check_timeout(timeout)
-    spec.kill_signal = check_signal(kill_signal, "options.killSignal")
-    spec.signal = check_abort_signal(signal)
-    spec.kill_tree = check_bool(kill_tree, "options.kill_tree")
-    spec.pdeathsig = check_die_with_parent(die_with_parent)
+    if (detached is False and uid is None and gid is None and serialization == "json"
+            and timeout is None and kill_signal == "SIGTERM" and signal is None
+            and kill_tree is False and die_with_parent is False):
+        # every one at its default (most calls): nothing to check
+        spec.detached = False
+        spec.uid = spec.gid = -1
+        spec.serialization = "json"
+        spec.timeout = 0.0
+        spec.kill_signal = _SIGTERM
+        spec.signal = None
+    else:
+        spec.detached = check_bool(detached, "options.detached")
+        spec.uid = check_id(uid, "options.uid")
+        spec.gid = check_id(gid, "options.gid")
+        spec.serialization = check_serialization(serialization)
+        spec.timeout = check_timeout(timeout)
+        spec.kill_signal = check_signal(kill_signal, "options.killSignal")
+        spec.signal = check_abort_signal(signal)
+        spec.kill_tree = check_bool(kill_tree, "options.kill_tree")
+        spec.pdeathsig = check_die_with_parent(die_with_parent)
     if argv0 is not None:
         argv0 = check_string(argv0, "options.argv0", allow_bytes=True)
     if not isinstance(shell, (bool, str)) and not isinstance(shell, os.PathLike):
