@@ -69,6 +69,7 @@ cdef extern from *:
     #define EPOLLOUT 4
     #define EPOLLERR 8
     #define EPOLLHUP 16
+    #define EPOLLONESHOT (1u << 30)
     #define EPOLL_CTL_ADD 1
     #define EPOLL_CTL_DEL 2
     #define EPOLL_CTL_MOD 3
@@ -89,7 +90,7 @@ cdef extern from *:
     int epoll_create1(int flags) nogil
     int epoll_ctl(int epfd, int op, int fd, epoll_event *ev) nogil
     int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout) nogil
-    unsigned int EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP
+    unsigned int EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLONESHOT
     int EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLL_CLOEXEC
     struct pollfd:
         int fd
@@ -212,7 +213,7 @@ cdef class Loop:
         cdef epoll_event ev
         cdef int op
         if self.use_epoll:
-            ev.events = new
+            ev.events = new | (EPOLLONESHOT if w._oneshot and new != 0 else 0)
             ev.data.fd = w.fd
             if old == 0:
                 op = EPOLL_CTL_ADD
@@ -230,6 +231,36 @@ cdef class Loop:
             self._watchers[w.fd] = w
         if self.fd_hook is not None:
             self.fd_hook(w.fd, (new & EPOLLIN) != 0, (new & EPOLLOUT) != 0)
+        return 0
+
+    cdef int _forget(self, IOWatcher w) except -1:
+        """Drop a watcher whose one-shot registration has fired: the kernel has disarmed it, so
+        closing its descriptor is enough (no EPOLL_CTL_DEL)."""
+        if self._watchers.get(w.fd) is w:
+            del self._watchers[w.fd]
+        if self.fd_hook is not None:
+            self.fd_hook(w.fd, False, False)
+        w.events = 0
+        w._set_active(False)
+        return 0
+
+    cdef int _rearm(self, IOWatcher w) except -1:
+        """Arm a fired one-shot registration again."""
+        cdef epoll_event ev
+        if self.use_epoll and w.events:
+            ev.events = w.events | EPOLLONESHOT
+            ev.data.fd = w.fd
+            if epoll_ctl(self.epfd, EPOLL_CTL_MOD, w.fd, &ev) < 0:
+                raise OSError(errno, "epoll_ctl")
+        return 0
+
+    cdef int _rearm_undelivered(self, epoll_event *events, int start, int n) except -1:
+        cdef IOWatcher w
+        cdef int i
+        for i in range(start, n):
+            w = self._watchers.get(events[i].data.fd)
+            if w is not None and w._oneshot:
+                self._rearm(w)
         return 0
 
     def watched_fds(self):
@@ -353,8 +384,14 @@ cdef class Loop:
             ev = events[i].events
             if w.spin and ev & EPOLLIN:
                 self._spin_armed = True
-            w._dispatch((READABLE if ev & (EPOLLIN | EPOLLHUP | EPOLLERR) else 0)
-                        | (WRITABLE if ev & (EPOLLOUT | EPOLLHUP | EPOLLERR) else 0))
+            try:
+                w._dispatch((READABLE if ev & (EPOLLIN | EPOLLHUP | EPOLLERR) else 0)
+                            | (WRITABLE if ev & (EPOLLOUT | EPOLLHUP | EPOLLERR) else 0))
+            except BaseException:
+                # the rest of this batch goes undelivered: level-triggered watchers report
+                # again next turn, but one-shot ones were disarmed when reported, so re-arm them
+                self._rearm_undelivered(events, i + 1, n)
+                raise
         return 0
 
     cdef int _poll_poll(self, int ms) except -1:
@@ -462,6 +499,7 @@ cdef class IOWatcher(Handle):
     cdef public object on_readable
     cdef public object on_writable
     cdef public bint spin          # a read here makes the loop look again before sleeping
+    cdef bint _oneshot             # epoll disarms it after each event (see Loop._forget)
 
     def __cinit__(self, Loop loop, int fd, on_readable=None, on_writable=None):
         self.loop = loop
@@ -533,20 +571,26 @@ cdef class PidfdExitWatcher(IOWatcher):
         return self.fd
 
     cdef int _dispatch(self, int what) except -1:
-        cdef int status = 0, got
+        cdef int status = 0, got, err
         if self.reaped:
             return 0
         while True:
             got = waitpid(self.pid, &status, WNOHANG)
             if got >= 0 or errno != EINTR:
                 break
-        if got == 0:
-            return 0        # a spurious wake-up
+        if got == 0 or (got < 0 and errno != ECHILD):
+            err = errno
+            self.loop._rearm(self)      # not over: watch on (the registration is one-shot)
+            if got == 0:
+                return 0                # a spurious wake-up
+            raise OSError(err, "waitpid")
         if got < 0:
-            if errno != ECHILD:
-                raise OSError(errno, "waitpid")
             status = 0      # reaped by someone else (a waitpid(-1) elsewhere): status lost
-        self._release()
+        # the one-shot registration has fired and is disarmed: closing the pidfd is enough
+        self.reaped = True
+        self.loop._forget(self)
+        close(self.fd)
+        self.fd = -1
         on_exit, self.on_exit = self.on_exit, None    # no cycle back to the child once done
         if on_exit is not None:
             on_exit(status)
@@ -593,6 +637,7 @@ def watch_exit(Loop loop, int pid, on_exit):
         w = PidfdExitWatcher.__new__(PidfdExitWatcher, loop, fd)
         w.pid = pid
         w.on_exit = on_exit
+        w._oneshot = True     # a pidfd reports once: the exit
         w._set(EPOLLIN)
     except BaseException:
         close(fd)

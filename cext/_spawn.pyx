@@ -66,7 +66,7 @@ cdef extern from "cp_platform.h" nogil:
     cp_addclosefrom_t cp_addclosefrom
     void cp_resolve_spawn_extensions()
     int cp_can_close_others()
-    int cp_devnull(int writable)
+    int cp_devnull()
     int cp_pidfd_open(pid_t pid)
     int cp_pidfd_send_signal(int pidfd, int sig)
     void cp_grow_pipe(int fd)
@@ -253,13 +253,13 @@ def set_nonblocking(int fd, bint on=True):
 
 
 def devnull_descriptors():
-    """The process's two descriptors on /dev/null for 'ignore' slots (read-only, read-write),
-    opened now if needed. They belong to the library: never close them."""
-    cdef int r = cp_devnull(0)
-    cdef int w = cp_devnull(1)
-    if r < 0 or w < 0:
+    """The process's descriptor on /dev/null for 'ignore' slots, twice (for reading, for
+    writing: one read-write descriptor serves both), opened now if needed. It belongs to the
+    library: never close it."""
+    cdef int fd = cp_devnull()
+    if fd < 0:
         raise OSError(errno, "open /dev/null")
-    return r, w
+    return fd, fd
 
 
 def grow_pipe(int fd):

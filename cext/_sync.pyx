@@ -60,7 +60,7 @@ cdef extern from "cp_platform.h" nogil:
     void cp_resolve_spawn_extensions()
     int cp_pidfd_open(pid_t pid)
     void cp_grow_pipe(int fd)
-    int cp_devnull(int writable)
+    int cp_devnull()
     int cp_pipe(int fds[2], int nonblock)
     int cp_socketpair(int fds[2], int nonblock)
     int MSG_NOSIGNAL
@@ -142,13 +142,13 @@ include "cstrings.pxi"
 
 
 def devnull_descriptors():
-    """This module's two descriptors on /dev/null for 'ignore' slots (each compiled module keeps
-    its own pair, opened on first use). They belong to the library: never close them."""
-    cdef int r = cp_devnull(0)
-    cdef int w = cp_devnull(1)
-    if r < 0 or w < 0:
+    """This module's descriptor on /dev/null for 'ignore' slots, twice (for reading, for
+    writing: one read-write descriptor serves both; each compiled module keeps its own, opened
+    on first use). It belongs to the library: never close it."""
+    cdef int fd = cp_devnull()
+    if fd < 0:
         raise OSError(errno, "open /dev/null")
-    return r, w
+    return fd, fd
 
 
 def run(bytes path, list argv, list envp, object cwd, list slots, bint detached, long uid,

@@ -72,6 +72,15 @@ CMSG_CLOEXEC = MSG_CMSG_CLOEXEC != 0
 DEF OUTBOX_KEEP = 4 * 1024 * 1024     # an emptied buffer larger than this is given back
 
 
+# A descriptor queued with a frame: sent with the byte at ``start``. Kept in C memory, not in a
+# Python container, so that a cycle collection freeing the Outbox cannot drop the numbers
+# before __dealloc__ closes them.
+ctypedef struct FdMark:
+    long long start
+    long long end
+    int fd
+
+
 cdef class Outbox:
     """A channel's unsent frames, packed end to end in one buffer so that a burst of small
     messages costs one memcpy each and goes out in a few large writes.
@@ -87,7 +96,8 @@ cdef class Outbox:
     cdef Py_ssize_t head, tail, cap
     cdef long long pushed, written          # bytes ever queued / ever written
     cdef object marks                       # deque of (end position, callback)
-    cdef object fd_marks                    # deque of [start, end, fd]
+    cdef FdMark *fdm                        # queued descriptors: fdm[fdm_head:fdm_len]
+    cdef Py_ssize_t fdm_head, fdm_len, fdm_cap
     cdef public object encode
     cdef public object fallback
     cdef object arg1, arg2
@@ -104,12 +114,45 @@ cdef class Outbox:
         self.arg1 = args[0] if len(args) > 0 else None
         self.arg2 = args[1] if len(args) > 1 else None
         self.marks = deque()
-        self.fd_marks = deque()
 
     def __dealloc__(self):
         free(self.buf)
-        for mark in self.fd_marks:
-            close(mark[2])
+        self._close_fds()
+        free(self.fdm)
+
+    cdef void _close_fds(self) noexcept:
+        cdef Py_ssize_t i
+        for i in range(self.fdm_head, self.fdm_len):
+            close(self.fdm[i].fd)
+        self.fdm_head = self.fdm_len = 0
+
+    cdef int _push_fd(self, long long start, long long end, int fd) except -1:
+        cdef FdMark *grown
+        cdef Py_ssize_t cap
+        if self.fdm_len == self.fdm_cap:
+            if self.fdm_head > 0:                 # slide the live marks to the front first
+                memmove(self.fdm, self.fdm + self.fdm_head,
+                        (self.fdm_len - self.fdm_head) * sizeof(FdMark))
+                self.fdm_len -= self.fdm_head
+                self.fdm_head = 0
+            if self.fdm_len == self.fdm_cap:
+                cap = self.fdm_cap * 2 if self.fdm_cap else 8
+                grown = <FdMark *>realloc(self.fdm, cap * sizeof(FdMark))
+                if grown == NULL:
+                    close(fd)
+                    raise MemoryError()
+                self.fdm = grown
+                self.fdm_cap = cap
+        self.fdm[self.fdm_len].start = start
+        self.fdm[self.fdm_len].end = end
+        self.fdm[self.fdm_len].fd = fd
+        self.fdm_len += 1
+        return 0
+
+    cdef inline void _pop_fd(self) noexcept:
+        self.fdm_head += 1
+        if self.fdm_head == self.fdm_len:
+            self.fdm_head = self.fdm_len = 0
 
     @property
     def queued(self):
@@ -119,7 +162,7 @@ cdef class Outbox:
     @property
     def descriptors(self):
         """Descriptors queued and not yet sent."""
-        return len(self.fd_marks)
+        return self.fdm_len - self.fdm_head
 
     def push_message(self, message, callback=None, int fd=-1):
         """Encode and queue ``message``; returns the bytes now queued. ``fd`` (owned from now
@@ -178,7 +221,7 @@ cdef class Outbox:
         finally:
             PyBuffer_Release(&view)
         if fd >= 0:
-            self.fd_marks.append([start, self.pushed, fd])
+            self._push_fd(start, self.pushed, fd)
         if callback is not None:
             self.marks.append((self.pushed, callback))
         return self.tail - self.head
@@ -193,16 +236,15 @@ cdef class Outbox:
         while self.head < self.tail:
             limit = self.tail
             pass_fd = -1
-            if self.fd_marks:
-                mark = self.fd_marks[0]
-                mark_start = mark[0]
-                mark_end = mark[1]
+            if self.fdm_head < self.fdm_len:
+                mark_start = self.fdm[self.fdm_head].start
+                mark_end = self.fdm[self.fdm_head].end
                 if mark_start == self.written:
-                    pass_fd = mark[2]
+                    pass_fd = self.fdm[self.fdm_head].fd
                     limit = self.head + (mark_end - mark_start)
                 elif mark_start < self.written:   # its first write went out: now plain bytes
-                    close(mark[2])
-                    self.fd_marks.popleft()
+                    close(self.fdm[self.fdm_head].fd)
+                    self._pop_fd()
                     continue
                 else:
                     limit = self.head + (mark_start - self.written)
@@ -220,7 +262,7 @@ cdef class Outbox:
                 raise OSError(errno, "write")
             if pass_fd >= 0 and rc > 0:
                 close(pass_fd)                    # the kernel holds its own reference now
-                self.fd_marks.popleft()
+                self._pop_fd()
             self.head += rc
             self.written += rc
         if self.head == self.tail:
@@ -241,9 +283,7 @@ cdef class Outbox:
         never see their frame go."""
         pending = [mark[1] for mark in self.marks]
         self.marks.clear()
-        for mark in self.fd_marks:
-            close(mark[2])
-        self.fd_marks.clear()
+        self._close_fds()
         self.written += self.tail - self.head
         self.pushed = self.written
         self.head = self.tail = 0

@@ -308,34 +308,35 @@ static inline int cp_posix_spawn(pid_t *pid, const char *path, char *const argv[
 
 /* ---- /dev/null for 'ignore' slots ----------------------------------------------------
  * Opening /dev/null in the child costs the parent, suspended until the child's exec, several
- * µs a slot here. Two descriptors (read-only for fd 0, read-write for 1 and 2) are opened once
- * per process, close-on-exec, and dup2'd into the slots. A cached one is checked with fstat
- * before each use: a program that closed it, and got another file at that number, gets a new
- * one (the number is no longer ours: it is left alone). */
+ * µs a slot here. One descriptor, read-write (as subprocess.DEVNULL: reading gives end of file,
+ * writes are discarded, whichever slot it fills), is opened once per process, close-on-exec,
+ * and dup2'd into the slots. It is checked with fstat and F_GETFL before each start: a program
+ * that closed it, and got another file at that number, gets a new one (the number is no longer
+ * ours: it is left alone). */
 
-static int cp_devnull_fds[2] = {-1, -1};
+static int cp_devnull_fd = -1;
 static dev_t cp_devnull_rdev;
 static pthread_mutex_t cp_devnull_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static inline int cp_is_our_devnull(int fd, int writable) {
+static inline int cp_is_our_devnull(int fd) {
     struct stat st;
     int fl;
     if (fd < 0 || fstat(fd, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != cp_devnull_rdev)
         return 0;
     fl = fcntl(fd, F_GETFL);
-    return fl >= 0 && (fl & O_ACCMODE) == (writable ? O_RDWR : O_RDONLY);
+    return fl >= 0 && (fl & O_ACCMODE) == O_RDWR;
 }
 
-/* A descriptor on /dev/null (owned by this module, never to be closed by the caller), or -1. */
-static inline int cp_devnull(int writable) {
-    int i = writable ? 1 : 0, fd;
+/* The descriptor on /dev/null (owned by this module, never to be closed by the caller), or -1. */
+static inline int cp_devnull(void) {
+    int fd;
     struct stat st;
     pthread_mutex_lock(&cp_devnull_lock);
-    fd = cp_devnull_fds[i];
-    if (!cp_is_our_devnull(fd, writable)) {
-        fd = open("/dev/null", (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    fd = cp_devnull_fd;
+    if (!cp_is_our_devnull(fd)) {
+        fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (fd >= 0 && fstat(fd, &st) == 0) cp_devnull_rdev = st.st_rdev;
-        cp_devnull_fds[i] = fd;
+        cp_devnull_fd = fd;
     }
     pthread_mutex_unlock(&cp_devnull_lock);
     return fd;
@@ -355,13 +356,12 @@ static inline int cp_spawn(pid_t *pid, const char *path, char *const argv[], cha
     int fds[nfds > 0 ? nfds : 1];
     int tmp[nfds > 0 ? nfds : 1];
     int ntmp = 0, i, err = 0;
-    int devnull[2] = {-1, -1};     /* looked up (and checked) once per start, not per slot */
+    int devnull = -1;              /* looked up (and checked) once per start, not per slot */
     for (i = 0; i < nfds; i++) {
         int src = fds_in[i];
         if (src == CP_FD_DEVNULL) {
-            int w = i != 0;
-            if (devnull[w] < 0) devnull[w] = cp_devnull(w);
-            src = devnull[w];
+            if (devnull < 0) devnull = cp_devnull();
+            src = devnull;
             if (src < 0) { err = errno; goto out; }
         }
         if (src >= 0 && src < nfds) {

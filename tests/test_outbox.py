@@ -233,3 +233,31 @@ def test_a_loop_idle_after_messages_sleeps_instead_of_spinning(tmp_path):
     # start-up and 200 round trips cost some tens of ms; spinning through the 0.5 s would
     # cost about 0.5 s more
     assert cpu < 0.35, cpu
+
+
+def test_an_outbox_freed_by_the_cycle_collector_still_closes_its_queued_descriptors():
+    """A queued descriptor whose callback refers back to its Outbox makes a reference cycle.
+    The cycle collector frees it: the descriptor must be closed, without an exception ignored
+    in __dealloc__ (the collector must not empty the list of descriptors first)."""
+    import gc
+
+    a, b = socket.socketpair()
+    try:
+        fd = os.dup(a.fileno())
+        box = _wire.Outbox(identity)
+        box.push(b"frame", box.clear, fd)      # a built-in method: no tp_clear to break it
+        assert box.descriptors == 1
+        unraisable = []
+        old_hook = sys.unraisablehook
+        sys.unraisablehook = unraisable.append
+        try:
+            del box
+            gc.collect()
+        finally:
+            sys.unraisablehook = old_hook
+        assert unraisable == []
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    finally:
+        a.close()
+        b.close()
