@@ -165,11 +165,25 @@ async def await_close(child: Any) -> tuple[int | None, str | None]:
 
     child.once("close", on_close)
     try:
-        await asyncio.shield(future)
+        await future
     except asyncio.CancelledError:
-        await _kill_and_reap(child, future)
+        # ``future`` was cancelled along with us: wait for 'close' on a new one
+        await _kill_and_reap(child, _close_future(child))
         raise
     return child.exit_code, child.signal_code
+
+
+def _close_future(child: Any) -> asyncio.Future[None]:
+    """A future that is done once ``child`` has emitted 'close'."""
+    closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    if child._closed:
+        closed.set_result(None)
+    else:
+        def on_close(*_: object) -> None:
+            if not closed.done():
+                closed.set_result(None)
+        child.once("close", on_close)
+    return closed
 
 
 async def _kill_and_reap(child: Any, closed: asyncio.Future[None]) -> None:
@@ -231,15 +245,7 @@ class ExecAwaitable:
         try:
             return await asyncio.shield(self._future)
         except asyncio.CancelledError:
-            closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if self.child._closed:
-                closed.set_result(None)
-            else:
-                def on_close(*_: object) -> None:
-                    if not closed.done():
-                        closed.set_result(None)
-                self.child.once("close", on_close)
-            await _kill_and_reap(self.child, closed)
+            await _kill_and_reap(self.child, _close_future(self.child))
             if self._future.done() and not self._future.cancelled():
                 self._future.exception()      # mark retrieved
             raise
