@@ -89,10 +89,16 @@ def check_string(value: Any, name: str, *, allow_bytes: bool = False) -> Any:
     return value
 
 
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
 def to_bytes(value: Any, name: str = "argument") -> bytes:
-    if isinstance(value, bytes):
-        return value
     try:
+        if type(value) is str:        # os.fsencode's work, without its checks (the common case)
+            return value.encode(_FS_ENCODING, _FS_ERRORS)
+        if isinstance(value, bytes):
+            return value
         return os.fsencode(value)
     except UnicodeEncodeError:
         raise invalid_arg_value(name, value, "cannot be encoded for the operating system") from None
