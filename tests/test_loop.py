@@ -423,6 +423,60 @@ def test_loop_is_drained_at_interpreter_exit(env_extra, backend):
     assert time.monotonic() - start >= 0.2
 
 
+FORK_SCRIPT = textwrap.dedent("""
+    import os, time, child_process as cp
+    from child_process._loop import get_loop
+    inherited = get_loop()
+    mine = cp.spawn("sleep", ["0.4"], stdio="ignore")    # the parent's loop watches a pidfd
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            # a loop of its own: the inherited one is closed, the parent's children are not ours
+            assert get_loop() is not inherited
+            try:
+                mine.wait(1)
+                report = "the inherited child could be waited for"
+            except RuntimeError as exc:
+                assert "closed" in str(exc), exc
+                out = []
+                c = cp.spawn("sh", ["-c", "echo from-the-forked-process"])
+                c.stdout.on("data", out.append)
+                report = repr((c.wait(10), b"".join(out)))
+        except BaseException as exc:
+            report = "error: " + repr(exc)
+        os.write(w, report.encode())
+        os._exit(0)
+    os.close(w)
+    cpu = time.process_time()
+    print(mine.wait(10), flush=True)
+    print("parent cpu below 0.1 s:", time.process_time() - cpu < 0.1, flush=True)
+    print(os.read(r, 1000).decode(), flush=True)
+    os.waitpid(pid, 0)
+""")
+
+
+@pytest.mark.parametrize("env_extra", [{}, {"CHILD_PROCESS_POLLER": "poll"},
+                                       {"CHILD_PROCESS_EXIT_WATCHER": "sigchld"}],
+                         ids=["epoll", "poll", "sigchld"])
+def test_a_forked_process_gets_a_loop_of_its_own(env_extra):
+    """os.fork() after the loop has work: the fork shares the epoll instance of its parent's
+    loop, so using it would steal the parent's events (the parent's wait() then never returned).
+    The forked process gets a new loop, spawns and waits in it, and the parent's child exits
+    normally for the parent, without a busy loop."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHILD_PROCESS_")}
+    env.update(env_extra)
+    proc = subprocess.run([PY, "-c", FORK_SCRIPT], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "(0, None)",
+        "parent cpu below 0.1 s: True",
+        "((0, None), b'from-the-forked-process\\n')",
+    ], proc.stdout + proc.stderr
+
+
 def test_interpreter_exit_does_not_wait_for_unrefd_child():
     script = textwrap.dedent("""
         from child_process import spawn

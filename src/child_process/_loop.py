@@ -55,6 +55,24 @@ def get_loop() -> Loop:
     return loop
 
 
+def _after_fork_in_child() -> None:
+    """An ``os.fork()``ed process shares its parent's epoll instance (one kernel object, not a
+    copy): waiting on it would steal the parent's events, and registering in it would add our
+    descriptors to the parent's set. So the child closes its own descriptor of the loop it
+    inherited (the parent's stays as it was) and gets a fresh loop on first use. The parent's
+    children are not the child's to wait for: the inherited loop says it is closed."""
+    global _main_loop
+    loop = getattr(_local, "loop", None)
+    if loop is not None:
+        loop.close()
+        del _local.loop
+    _main_loop = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def bind_asyncio(loop: Loop) -> None:
     """Inside a running asyncio loop, let it drive ours. Cheap when there is nothing to do
     (called on every spawn and every ``parent.send()``): asyncio is imported only if in use."""
