@@ -45,6 +45,7 @@ cdef extern from *:
     int cp_loop_pidfd_kill(int fd, int sig) nogil
     int waitpid(int pid, int *status, int options) nogil
     int WNOHANG
+    int kill(int pid, int sig) nogil
 
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
@@ -144,6 +145,7 @@ cdef class Loop:
     cdef public long spin_ns
     cdef bint _spin_armed
     cdef public object fd_hook     # poll backend inside asyncio: told of every interest change
+    cdef list _pending_exits       # exit watchers of children started since the last poll
     cdef dict __dict__
     cdef object __weakref__
 
@@ -155,6 +157,7 @@ cdef class Loop:
             if self.epfd < 0:
                 raise OSError(errno, "epoll_create1")
         self._watchers = {}
+        self._pending_exits = []
         self._ready = deque()
         self._timers = []
         self._seq = 0
@@ -254,6 +257,24 @@ cdef class Loop:
                 raise OSError(errno, "epoll_ctl")
         return 0
 
+    cdef int _arm_exits(self) except -1:
+        """The children started since the last poll: reap those that have already ended (they
+        need no pidfd at all: a batch of short children mostly ends before the loop runs), and
+        give the others a pidfd to poll. Until then a child's pidfd would only be one more
+        descriptor for every later child's exec to close."""
+        cdef list pending = self._pending_exits
+        cdef PidfdExitWatcher w
+        cdef Py_ssize_t i
+        self._pending_exits = []
+        for i in range(len(pending)):
+            w = pending[i]
+            try:
+                w._arm()
+            except BaseException:
+                self._pending_exits.extend(pending[i + 1:])     # the rest stay pending
+                raise
+        return 0
+
     cdef int _rearm_undelivered(self, epoll_event *events, int start, int n) except -1:
         cdef IOWatcher w
         cdef int i
@@ -334,11 +355,15 @@ cdef class Loop:
         self._run_ready()
         if done is not None and done():
             return 0
+        if self._pending_exits:
+            self._arm_exits()
         if self._ready:
             timeout = 0
         elif self.refs <= 0 and timeout < 0:
             timeout = 0
         timeout = self._next_timeout(timeout)
+        if self._pending_exits and (timeout < 0 or timeout > 0.01):
+            timeout = 0.01      # a child left without a pidfd (descriptor limit): look again soon
         self._poll(timeout)
         self._run_timers()
         self._run_ready()
@@ -558,8 +583,10 @@ cdef class PidfdExitWatcher(IOWatcher):
     """A child's exit, learnt from its pidfd and reaped here: the common case of every child,
     kept in C (one object, no Python frames between the wake-up and ``on_exit(status)``).
 
-    Made by ``watch_exit``. ``kill()`` goes through the pidfd, so a pid that the system has
-    handed to another process is never signalled.
+    Made by ``watch_exit``. The pidfd is opened at the loop's next poll, and only if the child
+    is still running then (see ``Loop._arm_exits``). ``kill()`` goes through the pidfd once
+    there is one, before that through the pid: an unreaped child's pid cannot be handed to
+    another process.
     """
 
     cdef readonly int pid
@@ -570,46 +597,78 @@ cdef class PidfdExitWatcher(IOWatcher):
     def pidfd(self):
         return self.fd
 
-    cdef int _dispatch(self, int what) except -1:
-        cdef int status = 0, got, err
-        if self.reaped:
-            return 0
+    cdef int _reap(self, int *status) except -1:
+        """1 once the child has ended (``status`` set), 0 while it runs."""
+        cdef int got
         while True:
-            got = waitpid(self.pid, &status, WNOHANG)
+            got = waitpid(self.pid, status, WNOHANG)
             if got >= 0 or errno != EINTR:
                 break
-        if got == 0 or (got < 0 and errno != ECHILD):
-            err = errno
-            self.loop._rearm(self)      # not over: watch on (the registration is one-shot)
-            if got == 0:
-                return 0                # a spurious wake-up
-            raise OSError(err, "waitpid")
+        if got == 0:
+            return 0
         if got < 0:
-            status = 0      # reaped by someone else (a waitpid(-1) elsewhere): status lost
-        # the one-shot registration has fired and is disarmed: closing the pidfd is enough
+            if errno != ECHILD:
+                raise OSError(errno, "waitpid")
+            status[0] = 0   # reaped by someone else (a waitpid(-1) elsewhere): status lost
+        return 1
+
+    cdef int _finish(self, int status) except -1:
         self.reaped = True
-        self.loop._forget(self)
-        close(self.fd)
-        self.fd = -1
         on_exit, self.on_exit = self.on_exit, None    # no cycle back to the child once done
         if on_exit is not None:
             on_exit(status)
         return 0
 
-    cdef int _release(self) except -1:
-        self.reaped = True
-        self._set(0)
-        if self.fd >= 0:
-            close(self.fd)
+    cdef int _arm(self) except -1:
+        """At the loop's first poll after the start: reap, or open the pidfd and watch it."""
+        cdef int status = 0, fd
+        if self.reaped:
+            return 0
+        if self._reap(&status):
+            self._set_active(False)
+            return self._finish(status)
+        fd = cp_loop_pidfd_open(self.pid)
+        if fd < 0:
+            # no descriptor to be had now (the limit): the loop looks again within 10 ms
+            self.loop._pending_exits.append(self)
+            return 0
+        self.fd = fd
+        try:
+            self._set(EPOLLIN)
+        except BaseException:
             self.fd = -1
+            close(fd)
+            self.loop._pending_exits.append(self)
+            raise
         return 0
+
+    cdef int _dispatch(self, int what) except -1:
+        cdef int status = 0
+        if self.reaped:
+            return 0
+        try:
+            ended = self._reap(&status)
+        except BaseException:
+            self.loop._rearm(self)      # not over: watch on (the registration is one-shot)
+            raise
+        if not ended:
+            self.loop._rearm(self)      # a spurious wake-up
+            return 0
+        # the one-shot registration has fired and is disarmed: closing the pidfd is enough
+        self.loop._forget(self)
+        close(self.fd)
+        self.fd = -1
+        return self._finish(status)
 
     def send_signal(self, int sig):
         """Raises OSError (ESRCH once reaped)."""
         if self.reaped:
             raise OSError(ESRCH, "process has been reaped")
-        if cp_loop_pidfd_kill(self.fd, sig) < 0:
-            raise OSError(errno, "pidfd_send_signal")
+        if self.fd >= 0:
+            if cp_loop_pidfd_kill(self.fd, sig) < 0:
+                raise OSError(errno, "pidfd_send_signal")
+        elif kill(self.pid, sig) < 0:
+            raise OSError(errno, "kill")
 
     def ref(self):
         if not self.reaped:
@@ -621,27 +680,35 @@ cdef class PidfdExitWatcher(IOWatcher):
 
     def close(self):
         """Forget the child without reaping (used only when the process object is discarded)."""
-        if not self.reaped:
-            self._release()
-            self.on_exit = None
+        if self.reaped:
+            return
+        self.reaped = True
+        self.on_exit = None
+        if self.fd >= 0:
+            self._set(0)
+            close(self.fd)
+            self.fd = -1
+        else:
+            try:
+                self.loop._pending_exits.remove(self)
+            except ValueError:
+                pass
+            self._set_active(False)
 
 
 def watch_exit(Loop loop, int pid, on_exit):
-    """Watch child ``pid`` through a pidfd; ``on_exit(status)`` once it has ended and been
-    reaped. Raises OSError where pidfds do not exist (the caller falls back to SIGCHLD)."""
-    cdef int fd = cp_loop_pidfd_open(pid)
-    cdef PidfdExitWatcher w
-    if fd < 0:
-        raise OSError(errno, "pidfd_open")
-    try:
-        w = PidfdExitWatcher.__new__(PidfdExitWatcher, loop, fd)
-        w.pid = pid
-        w.on_exit = on_exit
-        w._oneshot = True     # a pidfd reports once: the exit
-        w._set(EPOLLIN)
-    except BaseException:
-        close(fd)
-        raise
+    """Watch child ``pid``; ``on_exit(status)`` once it has ended and been reaped. The pidfd
+    comes at the loop's next poll (``Loop._arm_exits``); the child keeps the loop alive from
+    now on."""
+    cdef PidfdExitWatcher w = PidfdExitWatcher.__new__(PidfdExitWatcher, loop, -1)
+    w.pid = pid
+    w.on_exit = on_exit
+    w._oneshot = True     # a pidfd reports once: the exit
+    w._set_active(True)
+    loop._pending_exits.append(w)
+    if loop.waker is not None and not loop.wake_pending:
+        loop.wake_pending = True
+        loop.waker()      # an embedding loop (asyncio) must give us a turn to arm it
     return w
 
 

@@ -1791,6 +1791,7 @@ def test_mode_matches_environment():
         assert _loop_core.BACKEND == "poll"
     child = spawn("sleep", ["30"], stdio="ignore")
     try:
+        _loop.get_loop().run_once(0)    # the pidfd is opened at the first poll after the start
         assert (child._watcher.pidfd >= 0) == (_loop.EXIT_WATCHER == "pidfd")
     finally:
         child.kill()
