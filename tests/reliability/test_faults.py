@@ -20,7 +20,7 @@ import tracemalloc
 
 import pytest
 
-from child_process import exec, fork, spawn
+from child_process import _loop, exec, fork, spawn
 from child_process._serialization import codec
 
 from ._util import (MIB, PRELUDE, PY, WAIT, RawParent, child_env, record, rss_kib, run_until,
@@ -642,6 +642,45 @@ def test_emfile_on_the_first_spawn_of_a_process(tmp_path, api):
                           capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert proc.stdout.decode().strip() == "['EMFILE']"
+
+
+PIDFD_EMFILE = """\
+import os, resource, time
+import child_process as cp
+from child_process import _loop
+loop = cp.get_loop()
+child = cp.spawn("sleep", ["0.3"], stdio="ignore")    # its pidfd is opened at the first poll
+base = sorted(int(x) for x in os.listdir("/proc/self/fd"))
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(base) + 8, hard))
+hog = []
+try:
+    while True:
+        hog.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+loop.run_once(0)                      # no descriptor left for the pidfd: the child stays pending
+print("pidfd", child._watcher.pidfd, flush=True)
+start = time.monotonic()
+print("wait", child.wait(10), flush=True)    # found by the loop looking again every 10 ms
+print("in time", time.monotonic() - start < 5, flush=True)
+for fd in hog:
+    os.close(fd)
+print("after", cp.spawn("true").wait(10), flush=True)
+"""
+
+
+def test_a_child_whose_pidfd_cannot_be_opened_is_still_reaped(tmp_path):
+    """The pidfd is opened at the loop's first poll after the start. At the descriptor limit it
+    cannot be: the child stays pending, the loop looks again every 10 ms with waitpid(WNOHANG),
+    and the child's exit is still reported."""
+    if _loop.EXIT_WATCHER != "pidfd":
+        pytest.skip("this process watches exits with SIGCHLD, not pidfds")
+    proc = subprocess.run([PY, script(tmp_path, PIDFD_EMFILE)], env=child_env(),
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert proc.stdout.decode().splitlines() == [
+        "pidfd -1", "wait (0, None)", "in time True", "after (0, None)"]
 
 
 # =================================================================================================
