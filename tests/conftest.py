@@ -166,3 +166,19 @@ def reap():
                 break
             except Exception:
                 continue
+
+
+@pytest.fixture
+def raw_parent():
+    """Make ``ipc_peers.RawParent``s (the test as a child's parent on a raw socket pair); each
+    is killed if still running and closed at teardown."""
+    from ipc_peers import RawParent
+    made = []
+
+    def make(*args, **kwargs) -> RawParent:
+        peer = RawParent(*args, **kwargs)
+        made.append(peer)
+        return peer
+    yield make
+    for peer in made:
+        peer.close()

@@ -22,11 +22,8 @@ import array
 import fcntl
 import json
 import os
-import select
 import socket
 import struct
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -35,13 +32,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import child_process
 from child_process import NodeTypeError, fork
-from child_process._loop import get_loop
 from child_process._serialization import codec
+from ipc_peers import PY, WAIT, RawParent, run_until, script, spin
 
-PY = sys.executable
-WAIT = 15.0
 MODES = ["json", "advanced", "pickle"]
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
 
 def _ipv6_ok() -> bool:
@@ -55,24 +49,6 @@ def _ipv6_ok() -> bool:
 
 IPV6 = _ipv6_ok()
 needs_ipv6 = pytest.mark.skipif(not IPV6, reason="no IPv6 loopback here")
-
-_counter = [0]
-
-
-def script(tmp_path, code: str) -> str:
-    _counter[0] += 1
-    path = tmp_path / f"handle_child_{_counter[0]}.py"
-    path.write_text(textwrap.dedent(code))
-    return str(path)
-
-
-def run_until(cond, timeout: float = WAIT) -> bool:
-    return get_loop().run_until(cond, timeout)
-
-
-def spin(seconds: float) -> None:
-    get_loop().run_until(lambda: False, seconds)
-
 
 def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
@@ -160,26 +136,16 @@ p.on("message", on_message)
 """
 
 
-class HandlePeer:
-    """The test is the parent of a Python child (this library) through a socket pair."""
+class HandlePeer(RawParent):
+    """The test is the parent of a Python child (this library) through a socket pair, and
+    sends and receives descriptors with the frames."""
 
     def __init__(self, path: str, mode: str = "json", args=()):
-        self.mode = mode
-        self.sock, theirs = socket.socketpair()
-        env = dict(os.environ, NODE_CHANNEL_FD=str(theirs.fileno()),
-                   NODE_CHANNEL_SERIALIZATION_MODE=mode)
-        env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
-        try:
-            self.proc = subprocess.Popen([PY, path, *args], pass_fds=(theirs.fileno(),), env=env,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        finally:
-            theirs.close()
-        self.sock.settimeout(WAIT)
+        RawParent.__init__(self, path, mode, args=args)
         self.frames = Frames(mode)
         self.pending = []          # [(raw, message, fds that came with the read that ended it)]
         self.reads = []            # every recvmsg: (data, fds)
         self.loose_fds = []        # received, not yet bound to a NODE_HANDLE frame
-        self._out = b""
 
     # -- the channel -------------------------------------------------------------------
     def send(self, message, fds=()) -> None:
@@ -247,42 +213,8 @@ class HandlePeer:
     def nack(self) -> None:
         self.send({"cmd": "NODE_HANDLE_NACK"})
 
-    # -- the child's stdout ------------------------------------------------------------
-    def events(self) -> list:
-        return [json.loads(line) for line in self._out.decode().split("\n") if line.startswith("[")]
-
-    def wait_event(self, pred, timeout: float = WAIT) -> list:
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while True:
-            events = self.events()
-            if any(pred(e) for e in events):
-                return events
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"no such event; got {events}"
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if ready:
-                chunk = os.read(fd, 65536)
-                assert chunk, f"child's stdout ended; got {events}; stderr: {self.proc.stderr.read()!r}"
-                self._out += chunk
-
-    def finish(self) -> tuple:
-        """Close our end; (returncode, events, stderr)."""
-        self.sock.close()
-        try:
-            out, err = self.proc.communicate(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
-        self._out += out
-        return self.proc.returncode, self.events(), err.decode(errors="replace")
-
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.communicate()
-        if self.sock.fileno() >= 0:
-            self.sock.close()
+        RawParent.close(self)
         for _raw, _message, fds in self.pending:
             for fd in fds:
                 os.close(fd)

@@ -27,11 +27,8 @@ import math
 import os
 import pickle
 import pickletools
-import select
-import socket
 import struct
 import subprocess
-import sys
 import textwrap
 import time
 import weakref
@@ -41,9 +38,9 @@ import pytest
 import child_process
 from child_process import NodeTypeError, NodeValueError, fork, spawn, spawn_sync
 from child_process._loop import Timer, get_loop
+from ipc_peers import (PRELUDE, PY, WAIT, events_of, record, run_until, script,
+                       spin)
 
-PY = sys.executable
-WAIT = 15.0
 MIB = 1024 * 1024
 
 #: What the Python child writes for these messages (node-ipc-protocol.md §2 observed the same
@@ -51,16 +48,6 @@ MIB = 1024 * 1024
 MESSAGES = [{"a": 1}, 'str\n\u00e9\u2028"q"', 42, True, None, [1, "x"], {"cmd": "NODE_X", "z": 1}]
 MESSAGES_WIRE = (b'{"a":1}\n"str\\n\xc3\xa9\xe2\x80\xa8\\"q\\""\n42\ntrue\nnull\n[1,"x"]\n'
                  b'{"cmd":"NODE_X","z":1}\n')
-
-#: Prepended to every Python child script: ``p`` is the channel, ``out(...)`` reports one event as a
-#: JSON line on stdout (non-JSON values as their repr).
-PRELUDE = """\
-import child_process, json, os, sys
-p = child_process.parent
-def out(*args):
-    sys.stdout.write(json.dumps(list(args), ensure_ascii=True, default=repr) + "\\n")
-    sys.stdout.flush()
-"""
 
 #: Records every channel event of the child on stdout.
 RECORDER = PRELUDE + """\
@@ -79,121 +66,6 @@ def on_message(m):
         p.send(m)
 p.on("message", on_message)
 """
-
-_counter = [0]
-
-
-def script(tmp_path, code: str, name: str | None = None) -> str:
-    """Write ``code`` (dedented) to a new file in tmp_path; return its path."""
-    _counter[0] += 1
-    path = tmp_path / (name or f"child_{_counter[0]}.py")
-    path.write_text(textwrap.dedent(code))
-    return str(path)
-
-
-def run_until(cond, timeout: float = WAIT) -> bool:
-    return get_loop().run_until(cond, timeout)
-
-
-def spin(seconds: float) -> None:
-    """Run the loop for ``seconds`` (events are handled meanwhile)."""
-    get_loop().run_until(lambda: False, seconds)
-
-
-def events_of(stdout: bytes) -> list:
-    return [json.loads(line) for line in stdout.decode().split("\n") if line.startswith("[")]
-
-
-class RawParent:
-    """A Python child on a socket pair whose other end is ``self.sock``: we are its parent."""
-
-    def __init__(self, path: str, mode: str = "json", env: dict | None = None, fd: int | None = None):
-        self.sock, theirs = socket.socketpair()
-        child_fd = theirs.fileno()
-        if fd is not None:          # place the child's end at a chosen number
-            os.dup2(child_fd, fd, inheritable=False)
-            theirs.close()
-            theirs = None
-            child_fd = fd
-        full_env = dict(os.environ if env is None else env)
-        full_env["NODE_CHANNEL_FD"] = str(child_fd)
-        full_env["NODE_CHANNEL_SERIALIZATION_MODE"] = mode
-        try:
-            self.proc = subprocess.Popen([PY, path], pass_fds=(child_fd,), env=full_env,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        finally:
-            if theirs is not None:
-                theirs.close()
-            else:
-                os.close(child_fd)
-        self.sock.settimeout(WAIT)
-        self._out = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def read_until_eof(self) -> bytes:
-        chunks = []
-        while True:
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-
-    def read_exact(self, n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            assert chunk, f"EOF after {len(buf)} of {n} bytes"
-            buf += chunk
-        return buf
-
-    def wait_event(self, pred, timeout: float = WAIT) -> list:
-        """Read the child's stdout until an event satisfying ``pred`` arrives; all events so far."""
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while True:
-            events = events_of(self._out)
-            if any(pred(e) for e in events):
-                return events
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"no such event; got {events}"
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if ready:
-                chunk = os.read(fd, 65536)
-                assert chunk, f"child's stdout ended; got {events}"
-                self._out += chunk
-
-    def finish(self) -> tuple:
-        """Close our end; (returncode, events, stderr text)."""
-        self.sock.close()
-        try:
-            out, err = self.proc.communicate(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
-        self._out += out
-        return self.proc.returncode, events_of(self._out), err.decode(errors="replace")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.communicate()
-        self.sock.close()
-
-
-@pytest.fixture
-def raw_parent():
-    made = []
-
-    def make(*args, **kwargs) -> RawParent:
-        peer = RawParent(*args, **kwargs)
-        made.append(peer)
-        return peer
-    yield make
-    for peer in made:
-        peer.close()
-
 
 #: A plain Python child (no child_process import) for the parent side: it uses fd
 #: NODE_CHANNEL_FD directly. ``RAW_CHILD_READ_ALL``: reads until EOF and prints the bytes (repr)
@@ -223,18 +95,6 @@ def stdout_of(child) -> list:
     chunks = []
     child.stdout.on("data", chunks.append)
     return chunks
-
-
-def record(child) -> list:
-    """Every channel/process event of ``child`` in order."""
-    events = []
-    child.on("message", lambda m: events.append(("message", m)))
-    child.on("internalMessage", lambda m: events.append(("internal", m)))
-    child.on("error", lambda e: events.append(("error", getattr(e, "code", None))))
-    child.on("disconnect", lambda: events.append(("disconnect",)))
-    child.on("exit", lambda code, sig: events.append(("exit", code, sig)))
-    child.on("close", lambda code, sig: events.append(("close", code, sig)))
-    return events
 
 
 # =================================================================================================

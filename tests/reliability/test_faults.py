@@ -23,23 +23,10 @@ import pytest
 from child_process import _loop, exec, fork, spawn
 from child_process._serialization import codec
 
-from ._util import (MIB, PRELUDE, PY, WAIT, RawParent, child_env, record, rss_kib, run_until,
+from ._util import (MIB, PRELUDE, PY, WAIT, child_env, record, rss_kib, run_until,
                     script)
 
 MODES = ["json", "advanced", "pickle"]
-
-
-@pytest.fixture
-def raw_parent():
-    made = []
-
-    def make(*args, **kwargs) -> RawParent:
-        peer = RawParent(*args, **kwargs)
-        made.append(peer)
-        return peer
-    yield make
-    for peer in made:
-        peer.close()
 
 
 def frame(mode: str, message) -> bytes:
@@ -607,11 +594,9 @@ def test_emfile_at_every_descriptor_a_spawn_needs(tmp_path, extra, figures):
             descriptors_needed={k: v.index("ok") for k, v in results.items()})
 
 
-COLD_EMFILE = """\
-import errno, os, resource, sys
-import child_process as cp
-cp.get_loop()
-api = sys.argv[1]
+#: script lines: lower the descriptor limit a little above what is open, then take every free
+#: descriptor into ``hog``
+TAKE_EVERY_DESCRIPTOR = """\
 base = sorted(int(x) for x in os.listdir("/proc/self/fd"))
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (max(base) + 16, hard))
@@ -621,6 +606,14 @@ try:
         hog.append(os.open(os.devnull, os.O_RDONLY))
 except OSError:
     pass
+"""
+
+COLD_EMFILE = """\
+import errno, os, resource, sys
+import child_process as cp
+cp.get_loop()
+api = sys.argv[1]
+""" + TAKE_EVERY_DESCRIPTOR + """\
 try:
     if api == "spawn":
         c = cp.spawn("true")
@@ -647,18 +640,9 @@ def test_emfile_on_the_first_spawn_of_a_process(tmp_path, api):
 PIDFD_EMFILE = """\
 import os, resource, time
 import child_process as cp
-from child_process import _loop
 loop = cp.get_loop()
 child = cp.spawn("sleep", ["0.3"], stdio="ignore")    # its pidfd is opened at the first poll
-base = sorted(int(x) for x in os.listdir("/proc/self/fd"))
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (max(base) + 8, hard))
-hog = []
-try:
-    while True:
-        hog.append(os.open(os.devnull, os.O_RDONLY))
-except OSError:
-    pass
+""" + TAKE_EVERY_DESCRIPTOR + """\
 loop.run_once(0)                      # no descriptor left for the pidfd: the child stays pending
 print("pidfd", child._watcher.pidfd, flush=True)
 start = time.monotonic()
