@@ -19,33 +19,16 @@ from time import monotonic
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
 
-cdef extern from *:
-    """
-    #include <sys/types.h>
-    #include <sys/wait.h>
-    #include <unistd.h>
-    #if defined(__linux__)
-    #include <sys/syscall.h>
-    #  ifndef SYS_pidfd_open
-    #    define SYS_pidfd_open 434
-    #  endif
-    #  ifndef SYS_pidfd_send_signal
-    #    define SYS_pidfd_send_signal 424
-    #  endif
-    static int cp_loop_pidfd_open(int pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
-    static int cp_loop_pidfd_kill(int fd, int sig) {
-        return (int)syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0);
-    }
-    #else
-    static int cp_loop_pidfd_open(int pid) { (void)pid; errno = ENOSYS; return -1; }
-    static int cp_loop_pidfd_kill(int fd, int sig) { (void)fd; (void)sig; errno = ENOSYS; return -1; }
-    #endif
-    """
-    int cp_loop_pidfd_open(int pid) nogil
-    int cp_loop_pidfd_kill(int fd, int sig) nogil
-    int waitpid(int pid, int *status, int options) nogil
+cdef extern from "cp_platform.h" nogil:
+    int cp_pidfd_open(int pid)
+    int cp_pidfd_send_signal(int pidfd, int sig)
+
+cdef extern from "<sys/wait.h>" nogil:
+    int waitpid(int pid, int *status, int options)
     int WNOHANG
-    int kill(int pid, int sig) nogil
+
+cdef extern from "<signal.h>" nogil:
+    int kill(int pid, int sig)
 
 cdef extern from "<sched.h>" nogil:
     int sched_yield()
@@ -627,7 +610,7 @@ cdef class PidfdExitWatcher(IOWatcher):
         if self._reap(&status):
             self._set_active(False)
             return self._finish(status)
-        fd = cp_loop_pidfd_open(self.pid)
+        fd = cp_pidfd_open(self.pid)
         if fd < 0:
             # no descriptor to be had now (the limit): the loop looks again within 10 ms
             self.loop._pending_exits.append(self)
@@ -665,7 +648,7 @@ cdef class PidfdExitWatcher(IOWatcher):
         if self.reaped:
             raise OSError(ESRCH, "process has been reaped")
         if self.fd >= 0:
-            if cp_loop_pidfd_kill(self.fd, sig) < 0:
+            if cp_pidfd_send_signal(self.fd, sig) < 0:
                 raise OSError(errno, "pidfd_send_signal")
         elif kill(self.pid, sig) < 0:
             raise OSError(errno, "kill")

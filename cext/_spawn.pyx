@@ -68,7 +68,6 @@ cdef extern from "cp_platform.h" nogil:
     int cp_can_close_others()
     int cp_devnull()
     int cp_pidfd_open(pid_t pid)
-    int cp_pidfd_send_signal(int pidfd, int sig)
     void cp_grow_pipe(int fd)
     int cp_pipe(int fds[2], int nonblock)
     int cp_socketpair(int fds[2], int nonblock)
@@ -197,12 +196,6 @@ def pidfd_open(int pid):
     if fd < 0:
         raise OSError(errno, "pidfd_open")
     return fd
-
-
-def pidfd_send_signal(int pidfd, int sig):
-    """Signal the process behind ``pidfd``: never a recycled pid."""
-    if cp_pidfd_send_signal(pidfd, sig) < 0:
-        raise OSError(errno, "pidfd_send_signal")
 
 
 def make_stdio_pipe(bint child_reads, bint socket_pair):

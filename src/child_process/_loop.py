@@ -128,10 +128,7 @@ def watch_exit(loop: Loop, pid: int, on_exit: Callable[[int], None]) -> ExitWatc
     """Call ``on_exit(status)`` once the child ``pid`` has ended, and reap it: through a pidfd
     (in C) where the kernel has them, else through the SIGCHLD hub."""
     if EXIT_WATCHER == "pidfd":
-        try:
-            return _watch_pidfd(loop, pid, on_exit)
-        except OSError:
-            pass
+        return _watch_pidfd(loop, pid, on_exit)
     return SigchldExitWatcher(loop, pid, on_exit)
 
 
