@@ -533,6 +533,59 @@ def test_env_none_uses_os_environ_at_call_time(monkeypatch):
                                 if k not in (b"CPT_NOW", b"CPT_GONE")} | {b"CPT_NOW=first"}
 
 
+def test_repeated_call_sees_the_environment_as_it_is_at_each_call(monkeypatch):
+    # the same default-option call is served from the spec cache: a changed environment
+    # (value, new variable, PATH) must still reach the next child
+    def snapshot():
+        result = child_process.spawn_sync(ENV_BIN, ["-0"])
+        return set(result.stdout.split(b"\0")) - {b""}
+
+    monkeypatch.setenv("CPT_CACHED", "one")
+    assert b"CPT_CACHED=one" in snapshot()
+    monkeypatch.setenv("CPT_CACHED", "two")
+    monkeypatch.setenv("CPT_ADDED", "yes")
+    entries = snapshot()
+    assert b"CPT_CACHED=two" in entries and b"CPT_ADDED=yes" in entries
+    monkeypatch.delenv("CPT_ADDED")
+    assert not any(e.startswith(b"CPT_ADDED=") for e in snapshot())
+
+
+def test_repeated_call_finds_the_executable_on_the_current_path(tmp_path, monkeypatch):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    write_script(first, "cpt-which", "echo first")
+    write_script(second, "cpt-which", "echo second")
+    monkeypatch.setenv("PATH", f"{first}:{os.environ.get('PATH', '')}")
+    assert child_process.spawn_sync("cpt-which").stdout == b"first\n"
+    monkeypatch.setenv("PATH", f"{second}:{os.environ.get('PATH', '')}")
+    assert child_process.spawn_sync("cpt-which").stdout == b"second\n"
+    status, out, _, _ = run_child("cpt-which")
+    assert status == (0, None) and out == b"second\n"
+
+
+def test_changing_a_childs_spawnargs_does_not_change_the_next_spawn():
+    first = spawn("echo", ["same"])
+    first.spawnargs.append("extra")
+    first.spawnargs[0] = "changed"
+    assert first.wait(WAIT) == (0, None)
+    status, out, _, child = run_child("echo", ["same"])
+    assert out == b"same\n" and child.spawnargs == ["echo", "same"]
+
+
+@pytest.mark.parametrize("call", [
+    lambda: spawn("", []),
+    lambda: spawn("echo", ["a\0b"]),
+    lambda: spawn("echo", [], stdio="bogus"),
+    lambda: child_process.spawn_sync("", []),
+])
+def test_a_bad_call_is_rejected_every_time_it_is_made(call):
+    # nothing invalid is remembered: the second identical call fails the same way
+    for _ in range(2):
+        with pytest.raises((NodeTypeError, NodeValueError)):
+            call()
+
+
 def test_executable_looked_up_on_child_env_path(tmp_path):
     write_script(tmp_path, "cpt-script", "echo found-$1")
     status, out, _, child = run_child("cpt-script", ["x"], env={"PATH": str(tmp_path)})

@@ -83,7 +83,7 @@ class ChildProcess(ChannelOwner):
         loop = self._loop = get_loop()
         bind_asyncio(loop)
         self.spawnfile = spec.spawnfile
-        self.spawnargs = spec.spawnargs
+        self.spawnargs = list(spec.spawnargs)      # the spec may be shared: a copy of our own
         self._kill_signal = spec.kill_signal
         self._kill_tree = spec.kill_tree
         slots = spec.stdio

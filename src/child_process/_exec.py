@@ -77,7 +77,10 @@ def _start(spec: Any, cmd: str, limit: int, codec: str | None,
            callback: Callable[..., object] | None) -> ChildProcess:
     # exec handles the timeout itself, as Node's execFile: a kill also destroys the pipes, so the
     # callback never waits for a grandchild that still holds them
-    timeout, spec.timeout = spec.timeout, 0
+    timeout = spec.timeout
+    if timeout:
+        # a spec with a timeout is never a shared (cached) one: changing it is ours to do
+        spec.timeout = 0
     child = ChildProcess()
     child._spawn(spec)
     _ExecRun(child, spec.kill_signal, cmd, limit, codec, callback, timeout)

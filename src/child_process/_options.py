@@ -286,13 +286,63 @@ def normalize_stdio(stdio: Any, *, sync: bool = False) -> list[StdioSlot]:
 _NAMED_STDIO = {name: tuple(normalize_stdio([name] * 3)) for name in ("pipe", "ignore", "inherit")}
 
 
+#: Specs of recent calls that gave only a command, str arguments and a named stdio, by
+#: (command, stdio, sync, args). A program that runs the same command again and again (a worker
+#: pool, a build tool) gets the spec it already had: validation runs on a cache that the
+#: child's start has just made cold, where it costs several times what it costs in a loop. A
+#: cached spec is shared, so nothing may change a spec after normalising; it stays valid while
+#: ``build_env(None)`` returns the very list it holds (the environment has not changed).
+_spec_cache: dict[tuple[Any, ...], SpawnSpec] = {}
+_SPEC_CACHE_SIZE = 64
+
+
+def _cache_key(command: Any, args: Any, stdio: Any, sync: bool) -> tuple[Any, ...] | None:
+    """The key of a call that can be cached (exact str everywhere), else None."""
+    if type(command) is not str or type(stdio) is not str:
+        return None
+    if args is None:
+        args = ()
+    elif type(args) is not tuple:
+        if type(args) is not list:
+            return None
+        args = tuple(args)
+    for arg in args:
+        if type(arg) is not str:
+            return None
+    return (command, stdio, sync, args)
+
+
 def normalize_spawn(command: Any, args: Any, *, cwd: Any = None, env: Any = None,
                     argv0: Any = None, stdio: Any = "pipe", detached: Any = False,
                     uid: Any = None, gid: Any = None, serialization: Any = "json",
                     shell: Any = False, signal: Any = None, timeout: Any = None,
                     kill_signal: Any = "SIGTERM", kill_tree: Any = False,
                     die_with_parent: Any = False, sync: bool = False) -> SpawnSpec:
-    """Validate spawn()'s arguments (Node's order and codes) into a SpawnSpec."""
+    """Validate spawn()'s arguments (Node's order and codes) into a SpawnSpec (never to be
+    changed afterwards: it may be shared by later calls with the same arguments)."""
+    key = None
+    if (cwd is None and env is None and argv0 is None and shell is False and detached is False
+            and uid is None and gid is None and serialization == "json" and timeout is None
+            and kill_signal == "SIGTERM" and signal is None and kill_tree is False
+            and die_with_parent is False):
+        key = _cache_key(command, args, stdio, sync)
+        if key is not None:
+            cached = _spec_cache.get(key)
+            if cached is not None and cached.env is build_env(None):
+                return cached
+    spec = _normalize(command, args, cwd, env, argv0, stdio, detached, uid, gid, serialization,
+                      shell, signal, timeout, kill_signal, kill_tree, die_with_parent, sync)
+    if key is not None and spec.ipc_index < 0:
+        if len(_spec_cache) >= _SPEC_CACHE_SIZE:
+            _spec_cache.clear()
+        _spec_cache[key] = spec
+    return spec
+
+
+def _normalize(command: Any, args: Any, cwd: Any, env: Any, argv0: Any, stdio: Any,
+               detached: Any, uid: Any, gid: Any, serialization: Any, shell: Any, signal: Any,
+               timeout: Any, kill_signal: Any, kill_tree: Any, die_with_parent: Any,
+               sync: bool) -> SpawnSpec:
     file = check_string(command, "file")
     if not file:
         raise invalid_arg_value("file", file, "cannot be empty")
