@@ -533,11 +533,12 @@ def test_env_none_uses_os_environ_at_call_time(monkeypatch):
                                 if k not in (b"CPT_NOW", b"CPT_GONE")} | {b"CPT_NOW=first"}
 
 
-def test_repeated_call_sees_the_environment_as_it_is_at_each_call(monkeypatch):
+@pytest.mark.parametrize("stdio", ["pipe", ["ignore", "pipe", "ignore"], ("pipe", "pipe", None)])
+def test_repeated_call_sees_the_environment_as_it_is_at_each_call(monkeypatch, stdio):
     # the same default-option call is served from the spec cache: a changed environment
     # (value, new variable, PATH) must still reach the next child
     def snapshot():
-        result = child_process.spawn_sync(ENV_BIN, ["-0"])
+        result = child_process.spawn_sync(ENV_BIN, ["-0"], stdio=stdio)
         return set(result.stdout.split(b"\0")) - {b""}
 
     monkeypatch.setenv("CPT_CACHED", "one")

@@ -286,7 +286,7 @@ def normalize_stdio(stdio: Any, *, sync: bool = False) -> list[StdioSlot]:
 _NAMED_STDIO = {name: tuple(normalize_stdio([name] * 3)) for name in ("pipe", "ignore", "inherit")}
 
 
-#: Specs of recent calls that gave only a command, str arguments and a named stdio, by
+#: Specs of recent calls that gave only a command, str arguments and stdio by name, by
 #: (command, stdio, sync, args). A program that runs the same command again and again (a worker
 #: pool, a build tool) gets the spec it already had: validation runs on a cache that the
 #: child's start has just made cold, where it costs several times what it costs in a loop. A
@@ -298,8 +298,17 @@ _SPEC_CACHE_SIZE = 64
 
 def _cache_key(command: Any, args: Any, stdio: Any, sync: bool) -> tuple[Any, ...] | None:
     """The key of a call that can be cached (exact str everywhere), else None."""
-    if type(command) is not str or type(stdio) is not str:
+    if type(command) is not str:
         return None
+    if type(stdio) is not str:
+        # a list of names (``['ignore', 'pipe', 'ignore']``); descriptors and streams are not
+        # cached: what they refer to may have changed
+        if type(stdio) is not list and type(stdio) is not tuple:
+            return None
+        for item in stdio:
+            if type(item) is not str and item is not None:
+                return None
+        stdio = tuple(stdio)
     if args is None:
         args = ()
     elif type(args) is not tuple:
