@@ -1,13 +1,12 @@
 /* Variants of the spawning references, for benchmarks/floor.py: what the machine charges for
  * the work a process library cannot avoid, measured in C so that no interpreter is counted.
  *
- * usage: floor MODE N [ARG]
+ * usage: floor MODE N
  *   seq-bare         posix_spawn + waitpid of /bin/true (the spawn_seq reference)
  *   seq-pipes        the same with stdin on a socket pair and stdout/stderr on pipes, both read
  *                    to end of file (what spawn() with its default stdio has to do)
- *   concurrent US    the concurrent200 reference (200 children with stdout piped, started,
- *                    then read and reaped), with US microseconds of busy work after each start
- *                    (the time an interpreter spends between two starts)
+ *   concurrent       the concurrent200 reference (200 children with stdout piped, started,
+ *                    then read and reaped)
  * Prints the JSON line of bench.h; for `concurrent` n counts batches.
  */
 #include "bench.h"
@@ -70,7 +69,7 @@ static void seq_pipes(void) {
     reap(pid);
 }
 
-static void concurrent(double busy_us) {
+static void concurrent(void) {
     enum { K = 200 };
     pid_t pids[K];
     int fds[K];
@@ -87,11 +86,6 @@ static void concurrent(double busy_us) {
         if (rc != 0) { errno = rc; BENCH_DIE("posix_spawn"); }
         close(p[1]);
         fds[i] = p[0];
-        if (busy_us > 0) {
-            double until = bench_now() + busy_us * 1e-6;
-            while (bench_now() < until) {
-            }
-        }
     }
     for (int i = 0; i < K; i++) drain(fds[i]);
     for (int i = 0; i < K; i++) reap(pids[i]);
@@ -99,12 +93,11 @@ static void concurrent(double busy_us) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: floor seq-bare|seq-pipes|concurrent N [BUSY_US]\n");
+        fprintf(stderr, "usage: floor seq-bare|seq-pipes|concurrent N\n");
         return 2;
     }
     const char *mode = argv[1];
     long n = bench_arg(argc, argv, 2, 100);
-    double busy = bench_arg_f(argc, argv, 3, 0);
     void (*one)(void) = NULL;
     if (strcmp(mode, "seq-bare") == 0) one = seq_bare;
     else if (strcmp(mode, "seq-pipes") == 0) one = seq_pipes;
@@ -113,11 +106,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     for (int i = 0; i < (one ? 10 : 1); i++) {      /* warm-up */
-        if (one) one(); else concurrent(busy);
+        if (one) one(); else concurrent();
     }
     double t0 = bench_now();
     for (long i = 0; i < n; i++) {
-        if (one) one(); else concurrent(busy);
+        if (one) one(); else concurrent();
     }
     bench_report(n, bench_now() - t0);
     return 0;

@@ -20,7 +20,6 @@ if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 
 
 from . import _spawn
 from ._errors import AbortError, SpawnError, errno_code, errno_exception
-from ._events import EventEmitter
 from ._ipc import ChannelOwner
 from ._loop import Loop, Timer, bind_asyncio, decode_status, get_loop, signal_name, watch_exit
 from ._options import SpawnSpec, check_signal
@@ -47,30 +46,34 @@ def start(spec: SpawnSpec, env: list[bytes], child_fds: list[int]) -> int:
 class ChildProcess(ChannelOwner):
     """A child process. Created by ``spawn()``/``fork()``/``exec*()``; not instantiated directly."""
 
+    # The state of a child not yet started. Class-level defaults, set per instance only when
+    # they change: a worker pool makes thousands of these, each on cold caches right after the
+    # previous start, and every store saved there shows in the batch time.
+    pid: int | None = None
+    exit_code: int | None = None
+    signal_code: str | None = None
+    killed = False
+    channel: Any = None
+    spawnfile: str | None = None
+    stdin: Writable | None = None
+    stdout: Readable | None = None
+    stderr: Readable | None = None
+    _loop: Loop = None  # type: ignore[assignment]  # set by _spawn(), before any use
+    _watcher: ExitWatcher | None = None
+    _closes_needed = 1
+    _closes_got = 0
+    _closed = False
+    _exited = False
+    _timer: Timer | None = None
+    _abort_signal: Any = None
+    _kill_signal = 15
+    _kill_tree = False
+
     def __init__(self) -> None:
-        EventEmitter.__init__(self)
-        self._ipc_init()
-        self.pid: int | None = None
-        self.exit_code: int | None = None
-        self.signal_code: str | None = None
-        self.killed = False
-        self.channel: Any = None
-        self.spawnfile: str | None = None
+        # lists are per instance (a class-level list would be shared); EventEmitter's and the
+        # channel side's state start as class defaults too
         self.spawnargs: list[Any] = []
-        self.stdin: Writable | None = None
-        self.stdout: Readable | None = None
-        self.stderr: Readable | None = None
         self.stdio: list[Any] = []
-        self._loop: Loop = None  # type: ignore[assignment]  # set by _spawn(), before any use
-        self._watcher: ExitWatcher | None = None
-        self._closes_needed = 1
-        self._closes_got = 0
-        self._closed = False
-        self._exited = False
-        self._timer: Timer | None = None
-        self._abort_signal: Any = None
-        self._kill_signal = 15
-        self._kill_tree = False
 
     def __repr__(self) -> str:
         state = ("closed" if self._closed else "exited" if self._exited else

@@ -483,9 +483,11 @@ class ChannelOwner(EventEmitter):
     queue-until-someone-listens rule. Subclassed by ChildProcess (parent side) and Parent."""
 
     channel: Channel | None
+    #: messages that came before anyone listened for 'message' (a deque once there is one)
+    _pending_messages: deque[tuple[Any, Any]] | None = None
 
     def _ipc_init(self) -> None:
-        self._pending_messages: deque[tuple[Any, Any]] | None = None
+        self._pending_messages = None
 
     def send(self, message: Any = _MISSING, send_handle: Any = None, *, keep_open: bool = False,
              callback: Callable[..., object] | None = None) -> bool:
