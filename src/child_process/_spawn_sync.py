@@ -90,11 +90,10 @@ def _run(spec: Any, data: Any, limit: int, codec: str | None) -> SpawnSyncResult
             slots.append(slot.fd)
             if index < 3 and kind == "fd":
                 _spawn.set_nonblocking(slot.fd, False)
-    syscall = f"spawnSync {spec.spawnfile}"
     try:
         path = _spawn.find_executable(spec.file, spec.path_env, spec.cwd)
     except OSError as exc:
-        return _failed(exc.errno or _errno.ENOENT, spec, syscall)
+        return _failed(exc.errno or _errno.ENOENT, spec)
     feed = data if slots and slots[0] == _sync.PIPE_IN else None
     args = spec.args
     pid, status, outputs, spawn_errno, ended = _sync.run(
@@ -106,22 +105,31 @@ def _run(spec: Any, data: Any, limit: int, codec: str | None) -> SpawnSyncResult
             spec.uid, spec.gid, feed, spec.timeout, spec.kill_signal, limit, spec.kill_tree,
             spec.pdeathsig)
     if spawn_errno:
-        return _failed(spawn_errno, spec, syscall)
+        return _failed(spawn_errno, spec)
     results: list[Output] = list(outputs)
     if codec is not None:
         results = [o.decode(codec, "replace") if o is not None else None for o in outputs]
-    code, signal = decode_status(status) if status >= 0 else (None, None)
+    if results:
+        results[0] = None           # stdin: Node reports null
+    code: int | None
+    signal: str | None = None
+    if status & 0x7F == 0:          # exited (the common case), decoded without a call
+        code = (status >> 8) & 0xFF
+    elif status >= 0:
+        code, signal = decode_status(status)
+    else:
+        code = None
     error = None
-    if ended == _sync.ENDED_TIMEOUT:
-        error = SpawnError(_errno.ETIMEDOUT, syscall, spec.spawnfile, spec.spawnargs[1:])
-    elif ended == _sync.ENDED_MAXBUFFER:
-        error = SpawnError(_errno.ENOBUFS, syscall, spec.spawnfile, spec.spawnargs[1:])
-    elif ended == _sync.ENDED_EPIPE:
-        error = SpawnError(_errno.EPIPE, syscall, spec.spawnfile, spec.spawnargs[1:])
-    return SpawnSyncResult(pid, [None] + results[1:] if results else results, code, signal, error)
+    if ended != _sync.ENDED_OK:
+        err = (_errno.ETIMEDOUT if ended == _sync.ENDED_TIMEOUT else
+               _errno.ENOBUFS if ended == _sync.ENDED_MAXBUFFER else _errno.EPIPE)
+        error = SpawnError(err, f"spawnSync {spec.spawnfile}", spec.spawnfile,
+                           spec.spawnargs[1:])
+    return SpawnSyncResult(pid, results, code, signal, error)
 
 
-def _failed(err: int, spec: Any, syscall: str) -> SpawnSyncResult:
+def _failed(err: int, spec: Any) -> SpawnSyncResult:
+    syscall = f"spawnSync {spec.spawnfile}"
     message = f"{syscall} {errno_code(err)}"
     if err == _errno.ENOENT and spec.cwd is not None and not os.path.isdir(spec.cwd):
         message += f" (the cwd {os.fsdecode(spec.cwd)!r} does not exist)"
