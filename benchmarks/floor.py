@@ -157,7 +157,7 @@ def main() -> None:
                 minimal_seq(env, False, False), SEQ_N),
             "Python, our primitives, three pipes, blocking": lambda: timed(
                 minimal_seq(env, True, False), SEQ_N),
-            "Python, our primitives + our loop (pidfd)": lambda: timed(
+            "Python, our primitives + our loop": lambda: timed(
                 minimal_seq(env, False, True), SEQ_N),
             "Python, our primitives + our loop, three pipes": lambda: timed(
                 minimal_seq(env, True, True), SEQ_N),

@@ -295,6 +295,73 @@ def test_wait_is_repeatable_after_close():
     assert child.wait(0) == (6, None)
 
 
+# A lone child waited for with wait() or run(), nothing else on the loop, is waited for in
+# waitid() rather than through a pidfd: these check that nothing is lost there.
+
+def test_lone_child_wait_is_ended_by_an_exception_from_a_signal_handler():
+    class Alarm(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise Alarm()
+
+    child = spawn("sleep", ["30"], stdio="ignore")
+    watchdog = threading.Timer(WAIT, child.kill)     # a broken wait must not hang the suite
+    watchdog.start()
+    old = _signal.signal(_signal.SIGALRM, on_alarm)
+    try:
+        _signal.setitimer(_signal.ITIMER_REAL, 0.1)
+        start = time.monotonic()
+        with pytest.raises(Alarm):
+            child.wait()
+        assert time.monotonic() - start < WAIT / 2
+        assert not child._exited and child.exit_code is None
+    finally:
+        _signal.setitimer(_signal.ITIMER_REAL, 0)
+        _signal.signal(_signal.SIGALRM, old)
+        watchdog.cancel()
+    assert child.kill() is True
+    assert child.wait() == (None, "SIGTERM")
+
+
+def test_lone_child_wait_runs_signal_handlers_while_the_child_runs():
+    calls = []
+    old = _signal.signal(_signal.SIGALRM, lambda *_: calls.append(time.monotonic()))
+    try:
+        child = spawn("sleep", ["0.5"], stdio="ignore")
+        start = time.monotonic()
+        _signal.setitimer(_signal.ITIMER_REAL, 0.05)
+        assert child.wait() == (0, None)
+        ended = time.monotonic()
+    finally:
+        _signal.setitimer(_signal.ITIMER_REAL, 0)
+        _signal.signal(_signal.SIGALRM, old)
+    assert len(calls) == 1 and calls[0] - start < (ended - start) - 0.2
+
+
+def test_lone_child_wait_sees_a_kill_from_another_thread():
+    child = spawn("sleep", ["30"], stdio="ignore")
+    killer = threading.Timer(0.2, child.kill)
+    killer.start()
+    watchdog = threading.Timer(WAIT, child.kill, ["SIGKILL"])
+    watchdog.start()
+    try:
+        assert child.wait() == (None, "SIGTERM")
+        assert child.killed and child.kill() is False
+    finally:
+        killer.join()
+        watchdog.cancel()
+
+
+def test_lone_child_run_reports_exit_and_close_in_order():
+    events = []
+    child = spawn("sh", ["-c", "exit 5"], stdio="ignore")
+    for name in ("spawn", "exit", "close"):
+        child.on(name, lambda *a, name=name: events.append((name, *a)))
+    child_process.run()
+    assert events == [("spawn",), ("exit", 5, None), ("close", 5, None)]
+
+
 def test_two_unhandled_spawn_errors_raise_from_successive_runs():
     a = spawn("no-such-command-cp-test-a")
     b = spawn("no-such-command-cp-test-b")
