@@ -612,6 +612,7 @@ SPAWN_SEQ = Scenario(
     measure="time per spawn",
     rows=[
         Row("c", "C posix_spawn + waitpid", "c"),
+        Row("c_pipes", "C posix_spawn, three pipes read to EOF (what spawn() has to do)", "peer"),
         Row("posix_spawn", "os.posix_spawn + os.waitpid", "peer"),
         Row("popen", "subprocess.Popen().wait()", "peer"),
         Row("run", "subprocess.run()", "peer"),
@@ -623,6 +624,7 @@ SPAWN_SEQ = Scenario(
     ],
     jobs=[
         CJob("C posix_spawn", "c", "spawn_seq.c", _seq, _c_seq),
+        CJob("C three pipes", "c_pipes", "floor.c", _seq, lambda p: ["seq-pipes", p["n"]]),
         PyJob("os.posix_spawn", "spawn", ["posix_spawn"], _seq),
         PyJob("subprocess.Popen", "spawn", ["popen"], _seq),
         PyJob("subprocess.run", "spawn", ["run"], _seq),
@@ -658,6 +660,7 @@ SPAWN_BIGPARENT = BigParentScenario(
     measure="time per spawn",
     rows=[
         Row("c", "C posix_spawn + waitpid", "c"),
+        Row("c_pipes", "C posix_spawn, three pipes read to EOF (what spawn() has to do)", "peer"),
         Row("posix_spawn", "os.posix_spawn + os.waitpid", "peer"),
         Row("popen", "subprocess.Popen().wait()", "peer"),
         Row("mp_fork", "multiprocessing fork Process(noop) start + join", "peer"),
