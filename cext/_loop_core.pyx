@@ -107,6 +107,9 @@ cdef inline long long _now_ns() noexcept nogil:
 
 DEF MAX_EVENTS = 256
 
+#: How often a loop looks again at a child still waiting for its pidfd (seconds).
+cdef double PENDING_RECHECK = 0.01
+
 _force_poll = os.environ.get("CHILD_PROCESS_POLLER", "") == "poll"
 
 
@@ -194,8 +197,12 @@ cdef class Loop:
             self.waker()
 
     def next_deadline(self):
-        """monotonic() time of the earliest active timer, or None (for an embedding loop)."""
+        """monotonic() time at which this loop next needs a turn, or None (for an embedding
+        loop): the earliest active timer, or soon when an exit watcher is still pending (see
+        ``_turn``)."""
         cdef double delay = self._next_timeout(-1)
+        if self._pending_exits and (delay < 0 or delay > PENDING_RECHECK):
+            delay = PENDING_RECHECK
         return None if delay < 0 else monotonic() + delay
 
     @property
@@ -382,8 +389,9 @@ cdef class Loop:
         elif self.refs <= 0 and timeout < 0:
             timeout = 0
         timeout = self._next_timeout(timeout)
-        if self._pending_exits and (timeout < 0 or timeout > 0.01):
-            timeout = 0.01      # a child left without a pidfd (descriptor limit): look again soon
+        if self._pending_exits and (timeout < 0 or timeout > PENDING_RECHECK):
+            # a child still without a pidfd (deferred, or the descriptor limit): look again soon
+            timeout = PENDING_RECHECK
         self._poll(timeout)
         self._run_timers()
         self._run_ready()
@@ -612,6 +620,7 @@ cdef class PidfdExitWatcher(IOWatcher):
     cdef readonly int pid
     cdef readonly bint reaped
     cdef object on_exit
+    cdef double _defer_until      # monotonic(); 0: open the pidfd at the next poll
 
     @property
     def pidfd(self):
@@ -647,6 +656,11 @@ cdef class PidfdExitWatcher(IOWatcher):
         if self._reap(&status):
             self._set_active(False)
             return self._finish(status)
+        if self._defer_until > 0:
+            if monotonic() < self._defer_until:
+                self.loop._pending_exits.append(self)    # its pipes will tell us first
+                return 0
+            self._defer_until = 0
         fd = cp_pidfd_open(self.pid)
         if fd < 0:
             # no descriptor to be had now (the limit): the loop looks again within 10 ms
@@ -679,6 +693,20 @@ cdef class PidfdExitWatcher(IOWatcher):
         close(self.fd)
         self.fd = -1
         return self._finish(status)
+
+    def defer(self, double seconds):
+        """Open no pidfd for up to ``seconds`` while the child runs: a child whose output pipes
+        the loop watches says it is ending by closing them (its exit follows at once), and
+        the owner then calls ``stop_deferring()``. Only if the pipes stay open that long (a
+        grandchild holds them) is the pidfd opened, so the exit is still reported. Saves
+        opening, registering and closing a pidfd for most children, and lets a child whose
+        pipes have closed be waited for in ``waitid`` (``Loop._waits_for_one_exit_only``)."""
+        if not self.reaped and self.fd < 0:
+            self._defer_until = monotonic() + seconds
+
+    def stop_deferring(self):
+        """The child's pipes have all closed: watch its exit the usual way from now on."""
+        self._defer_until = 0
 
     def send_signal(self, int sig):
         """Raises OSError (ESRCH once reaped)."""

@@ -263,6 +263,53 @@ def test_close_waits_for_grandchild_holding_stdout():
     assert events[-1] == ("close", 0, None)
 
 
+def _spawn_leaving_a_grandchild_on_the_pipes(seconds):
+    """sh prints its background job's pid and exits 7; the job keeps stdout and stderr open."""
+    child = spawn("sh", ["-c", f"sleep {seconds} & echo $!; exit 7"])
+    out = []
+    child.stdout.on("data", out.append)
+    return child, out
+
+
+def _end_grandchild(child, out):
+    os.kill(int(b"".join(out).split()[0]), _signal.SIGKILL)
+    assert child.wait(WAIT) == (7, None)
+
+
+def test_exit_is_reported_while_a_grandchild_still_holds_the_pipes():
+    # a child with output pipes gets no pidfd at first (its pipes close as it ends); when a
+    # grandchild keeps them open, the exit must still be reported soon, not when they close
+    child, out = _spawn_leaving_a_grandchild_on_the_pipes(30)
+    start = time.monotonic()
+    exited = []
+    child.on("exit", lambda code, sig: exited.append((code, time.monotonic() - start)))
+    assert child_process._loop.get_loop().run_until(lambda: exited and out, WAIT)
+    try:
+        assert exited[0][0] == 7 and exited[0][1] < 2.0
+        assert not child._closed
+    finally:
+        _end_grandchild(child, out)
+
+
+def test_exit_is_reported_while_a_grandchild_holds_the_pipes_inside_asyncio():
+    import asyncio
+
+    async def main():
+        child, out = _spawn_leaving_a_grandchild_on_the_pipes(30)
+        exited = asyncio.get_running_loop().create_future()
+        child.on("exit", lambda code, sig: exited.done() or exited.set_result(code))
+        try:
+            assert await asyncio.wait_for(exited, 2.0) == 7
+            while not out:
+                await asyncio.sleep(0.01)
+        finally:
+            if out:
+                os.kill(int(b"".join(out).split()[0]), _signal.SIGKILL)
+        assert await child == (7, None)
+
+    asyncio.run(main())
+
+
 def test_unread_output_is_drained_so_close_fires():
     # nobody listens to stdout/stderr: 'close' must still come (Appendix 7)
     child = spawn(PY, py("import os; os.write(1, b'x' * 30000); os.write(2, b'y' * 30000)"))

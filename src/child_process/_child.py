@@ -28,6 +28,11 @@ from ._streams import Duplex, Readable, Writable
 #: errors Node reports as an 'error' event (the rest it throws); SPEC makes every one an event.
 _EMFILE = (_errno.EMFILE, _errno.ENFILE)
 
+#: Seconds a child with output pipes goes without a pidfd: it closes them as it ends, which
+#: wakes the loop anyway. Only a child whose pipes outlive it (a grandchild holds them) needs
+#: the pidfd; its 'exit' comes at most this late (PidfdExitWatcher.defer).
+PIPES_FIRST = 0.02
+
 
 def start(spec: SpawnSpec, env: list[bytes], child_fds: list[int]) -> int:
     """Find and start the executable; a file without ``#!`` runs through /bin/sh (execvp does)."""
@@ -148,7 +153,10 @@ class ChildProcess(ChannelOwner):
             return
         # 'spawn' is queued first: it must come before anything the exit watcher reports
         loop.call_soon(self.emit, "spawn")
-        self._watcher = watch_exit(loop, self.pid, self._on_exit)  # type: ignore[arg-type]  # started
+        watcher = self._watcher = watch_exit(loop, self.pid, self._on_exit)  # type: ignore[arg-type]
+        if self._closes_needed > 1:
+            # its output pipes (or channel) close as it ends: no pidfd unless they stay open
+            watcher.defer(PIPES_FIRST)
         if spec.timeout > 0:
             self._timer = Timer(loop, self._on_timeout)
             self._timer.unref()
@@ -267,6 +275,9 @@ class ChildProcess(ChannelOwner):
     def _maybe_close(self, *_: Any) -> None:
         self._closes_got += 1
         if self._closes_got < self._closes_needed or self._closed:
+            if (self._closes_got == self._closes_needed - 1 and not self._exited
+                    and self._watcher is not None):
+                self._watcher.stop_deferring()      # every pipe has closed: the exit is next
             return
         self._closed = True
         self.emit("close", self.exit_code, self.signal_code)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # annotations only: importing typing costs a forked child ~8 
     from typing import Callable, ClassVar, Union
 
     #: what watches a child's exit: ``reaped``, ``pid``, ``pidfd``, ``send_signal``, ``ref``,
-    #: ``unref``, ``close``
+    #: ``unref``, ``close``, ``defer``, ``stop_deferring``
     ExitWatcher = Union["PidfdExitWatcher", "SigchldExitWatcher"]
 
 from . import _signals, _spawn
@@ -194,6 +194,12 @@ class SigchldExitWatcher:
         """Forget the child without reaping (used only when the process object is discarded)."""
         if not self.reaped:
             self._finish()
+
+    def defer(self, seconds: float) -> None:
+        """Nothing to defer: SIGCHLD costs no descriptor (see PidfdExitWatcher.defer)."""
+
+    def stop_deferring(self) -> None:
+        """Nothing to defer (see PidfdExitWatcher.defer)."""
 
 
 class _SigchldHub:
