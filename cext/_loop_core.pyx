@@ -145,6 +145,7 @@ cdef class Loop:
     cdef bint _spin_armed
     cdef public object fd_hook     # poll backend inside asyncio: told of every interest change
     cdef list _pending_exits       # exit watchers of children started since the last poll
+    cdef bint _embedded            # inside run_embedded_turn
     cdef dict __dict__
     cdef object __weakref__
 
@@ -365,6 +366,21 @@ cdef class Loop:
         """One turn: queued callbacks, then I/O (waiting at most ``timeout`` s), then timers,
         then the callbacks those queued."""
         self._turn(timeout, None)
+
+    def run_embedded_turn(self):
+        """One turn without waiting, given by an embedding loop (asyncio); ``embedded`` is true
+        meanwhile, so that work which must follow what the host had queued (see
+        ``ChildProcess._on_exit``) can go to the host's queue instead of ours."""
+        self._embedded = True
+        try:
+            self._turn(0, None)
+        finally:
+            self._embedded = False
+
+    @property
+    def embedded(self):
+        """True inside ``run_embedded_turn``."""
+        return self._embedded
 
     cdef int _run_ready(self) except -1:
         cdef Py_ssize_t n = len(self._ready)

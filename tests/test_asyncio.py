@@ -874,6 +874,35 @@ def _run_threads(count: int, per_thread: int):
     return results, errors
 
 
+def test_an_exit_learnt_in_asyncio_settles_after_what_asyncio_had_queued():
+    # The turn asyncio gives our loop may reap a child and read its pipes at once. Draining
+    # what nobody reads (Node's flush at the exit) must wait for the callbacks asyncio already
+    # had, such as the first step of a reader task created beside the spawn: otherwise
+    # ``gather(collect(child.stdout), child)`` could find the output drained before it starts.
+    async def main():
+        order = []
+        child = spawn(SH, ["-c", "exit 0"], stdio="ignore")    # queues a turn of ours
+        child.on("close", lambda *_: order.append("close"))
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)   # ended before that turn
+        asyncio.get_running_loop().call_soon(order.append, "queued before")
+        assert await child == (0, None)
+        return order
+
+    assert asyncio.run(main()) == ["queued before", "close"]
+
+
+def test_a_reader_task_started_beside_the_spawn_gets_all_output_of_a_quick_child():
+    async def main():
+        results = []
+        for _ in range(30):
+            child = spawn(SH, ["-c", "printf quick"])
+            out, status = await asyncio.gather(collect(child.stdout), child)
+            results.append((b"".join(out), status))
+        return results
+
+    assert asyncio.run(main()) == [(b"quick", (0, None))] * 30
+
+
 def test_four_threads_each_with_its_own_asyncio_run():
     t0 = time.monotonic()
     results, errors = _run_threads(4, 50)

@@ -83,7 +83,7 @@ class _Binding:
             return
         loop.wake_pending = False
         try:
-            loop.run_once(0)
+            loop.run_embedded_turn()
         finally:
             self._arm_timer()
 
@@ -126,6 +126,16 @@ class _Binding:
         self._fds.clear()
         if loop is not None and getattr(loop, "_aio_binding", None) is self:
             loop._aio_binding = None
+
+
+def call_soon_in_host(loop: Loop, callback: Any) -> None:
+    """Queue ``callback`` on the asyncio loop driving ``loop`` (behind what it has queued
+    already), or on ``loop`` itself when none does."""
+    binding = getattr(loop, "_aio_binding", None)
+    if binding is None or binding.aloop.is_closed():
+        loop.call_soon(callback)
+    else:
+        binding.aloop.call_soon(callback)
 
 
 def bind(loop: Loop) -> bool:

@@ -228,7 +228,14 @@ class ChildProcess(ChannelOwner):
             self._stop_guards()
         if self.stdin is not None:
             self.stdin.destroy()
-        self._loop.call_soon(self._exit_done)
+        if self._loop.embedded:
+            # learnt in a turn asyncio gave us: drain the unread pipes only after what asyncio
+            # had queued has run, such as the first step of a reader task created beside the
+            # spawn (``gather(collect(child.stdout), child)``); else its output could be gone
+            from ._aio import call_soon_in_host
+            call_soon_in_host(self._loop, self._exit_done)
+        else:
+            self._loop.call_soon(self._exit_done)
         self.emit("exit", self.exit_code, self.signal_code)
 
     def _exit_done(self) -> None:
