@@ -721,8 +721,13 @@ cdef class PidfdExitWatcher(IOWatcher):
             self._defer_until = monotonic() + seconds
 
     def stop_deferring(self):
-        """The child's pipes have all closed: watch its exit the usual way from now on."""
+        """The child's pipes have all ended: watch its exit the usual way from now on."""
         self._defer_until = 0
+
+    @property
+    def deferred(self):
+        """True while ``defer`` holds the pidfd back."""
+        return self._defer_until > 0
 
     def send_signal(self, int sig):
         """Raises OSError (ESRCH once reaped)."""

@@ -291,6 +291,22 @@ def test_exit_is_reported_while_a_grandchild_still_holds_the_pipes():
         _end_grandchild(child, out)
 
 
+def test_a_child_whose_pipes_have_ended_is_watched_at_once_even_if_nobody_reads_them():
+    # the pidfd is held back only while the child's output pipes are open: at their end of
+    # file (read ahead, nobody consuming, so no stream has closed yet) the wait must stop
+    child = spawn("sh", ["-c", "printf out; printf err >&2; exec >&- 2>&-; sleep 30"])
+    try:
+        if child_process._loop.EXIT_WATCHER == "pidfd":
+            assert child._watcher.deferred
+        assert child_process._loop.get_loop().run_until(
+            lambda: child.stdout._eof and child.stderr._eof, WAIT)
+        assert not child.stdout.closed and not child.stderr.closed    # nothing consumed them
+        assert not child._exited and not child._watcher.deferred
+    finally:
+        child.kill()
+    assert child.wait(WAIT) == (None, "SIGTERM")
+
+
 def test_exit_is_reported_while_a_grandchild_holds_the_pipes_inside_asyncio():
     import asyncio
 

@@ -66,6 +66,7 @@ class ChildProcess(ChannelOwner):
     _loop: Loop = None  # type: ignore[assignment]  # set by _spawn(), before any use
     _watcher: ExitWatcher | None = None
     _closes_needed = 1
+    _pipes_open = 0                 # output pipes not yet at their end (see _pipe_ended)
     _closes_got = 0
     _closed = False
     _exited = False
@@ -154,8 +155,8 @@ class ChildProcess(ChannelOwner):
         # 'spawn' is queued first: it must come before anything the exit watcher reports
         loop.call_soon(self.emit, "spawn")
         watcher = self._watcher = watch_exit(loop, self.pid, self._on_exit)  # type: ignore[arg-type]
-        if self._closes_needed > 1:
-            # its output pipes (or channel) close as it ends: no pidfd unless they stay open
+        if self._pipes_open:
+            # its output pipes reach their end as it ends: no pidfd unless they stay open
             watcher.defer(PIPES_FIRST)
         if spec.timeout > 0:
             self._timer = Timer(loop, self._on_timeout)
@@ -185,6 +186,8 @@ class ChildProcess(ChannelOwner):
             if isinstance(stream, Readable):
                 self._closes_needed += 1
                 stream._close_hook = self._maybe_close
+                self._pipes_open += 1
+                stream._ended_hook = self._pipe_ended
         self.stdio = stdio
         self.stdin = stdio[0] if count > 0 else None
         self.stdout = stdio[1] if count > 1 else None
@@ -279,12 +282,14 @@ class ChildProcess(ChannelOwner):
         finally:
             self._maybe_close()
 
+    def _pipe_ended(self) -> None:
+        self._pipes_open -= 1
+        if self._pipes_open == 0 and not self._exited and self._watcher is not None:
+            self._watcher.stop_deferring()      # every output pipe has ended: the exit is next
+
     def _maybe_close(self, *_: Any) -> None:
         self._closes_got += 1
         if self._closes_got < self._closes_needed or self._closed:
-            if (self._closes_got == self._closes_needed - 1 and not self._exited
-                    and self._watcher is not None):
-                self._watcher.stop_deferring()      # every pipe has closed: the exit is next
             return
         self._closed = True
         self.emit("close", self.exit_code, self.signal_code)

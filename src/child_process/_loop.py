@@ -140,6 +140,7 @@ class SigchldExitWatcher:
     __slots__ = ("loop", "pid", "on_exit", "_ref", "reaped")
 
     pidfd = -1
+    deferred = False                             # nothing to defer (see PidfdExitWatcher.defer)
     on_exit: Callable[[int], None] | None        # None once called
     _ref: Ref | None                             # keeps the loop alive until the reap
 

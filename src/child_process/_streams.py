@@ -41,6 +41,10 @@ class _FdStream(EventEmitter):
     #: called once, just before 'close' is emitted: the owning child counts its closed streams
     #: through it (cheaper than a listener, and invisible to ``listeners('close')``)
     _close_hook: Callable[[], object] | None = None
+    #: called once when nothing more can come from the child through this stream: its end of
+    #: file was read, or it closed before that (the owning child then stops waiting for its
+    #: pipes before it watches its exit: PidfdExitWatcher.defer)
+    _ended_hook: Callable[[], object] | None = None
 
     # the state every stream starts in (class defaults: a child makes up to three streams, and
     # each attribute not written at creation is one less store on that path)
@@ -109,11 +113,18 @@ class _FdStream(EventEmitter):
 
     def _emit_close(self) -> None:
         self.closed = True
+        self._stream_ended()
         hook = self._close_hook
         if hook is not None:
             self._close_hook = None
             hook()
         self.emit("close")
+
+    def _stream_ended(self) -> None:
+        hook = self._ended_hook
+        if hook is not None:
+            self._ended_hook = None
+            hook()
 
     def _on_readable(self) -> None:  # pragma: no cover - overridden
         pass
@@ -306,6 +317,7 @@ class Readable(_FdStream):
     def _on_eof(self) -> None:
         self._io.stop_reading()
         self._eof = True
+        self._stream_ended()
         if self._decoder is not None:
             tail = self._decoder.decode(b"", True)
             if tail:
