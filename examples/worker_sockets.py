@@ -60,8 +60,7 @@ def main() -> int:
         (special if address == SPECIAL_ADDRESS else normal).send("socket", conn)
         loop.run_until(lambda conn=conn: conn.fileno() < 0, 10)    # sent, acknowledged, closed
     server.close()
-    loop.run_until(lambda: not client_thread.is_alive(), 10)
-    client_thread.join()
+    client_thread.join(10)      # the workers answer on the sockets themselves
     for i in sorted(replies):
         source, reply = replies[i]
         print(f"client {i} from {source}: {reply}")
