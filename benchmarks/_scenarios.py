@@ -624,7 +624,7 @@ SPAWN_SEQ = Scenario(
     ],
     jobs=[
         CJob("C posix_spawn", "c", "spawn_seq.c", _seq, _c_seq),
-        CJob("C three pipes", "c_pipes", "floor.c", _seq, lambda p: ["seq-pipes", p["n"]]),
+        CJob("C three pipes", "c_pipes", "spawn_seq.c", _seq, lambda p: _c_seq(p) + ["pipes"]),
         PyJob("os.posix_spawn", "spawn", ["posix_spawn"], _seq),
         PyJob("subprocess.Popen", "spawn", ["popen"], _seq),
         PyJob("subprocess.run", "spawn", ["run"], _seq),

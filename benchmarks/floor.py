@@ -9,7 +9,8 @@ machine?".
 
     python benchmarks/floor.py [--rounds N]
 
-Needs `cc`; uses private modules of child_process (a diagnostic, not an API example).
+Needs `cc` (it builds the suite's `c/spawn_seq.c` and `c/concurrent.c`); uses private modules
+of child_process (a diagnostic, not an API example).
 """
 
 from __future__ import annotations
@@ -37,17 +38,19 @@ CONC_N = 3
 DEVNULL = _spawn.FD_DEVNULL
 
 
-def build_c(tmp: str) -> str:
+def build_c(tmp: str, name: str) -> str:
+    """The benchmark suite's own C reference ``c/<name>.c``, built into ``tmp``."""
     cc = shutil.which("cc")
     if cc is None:
         sys.exit("needs a C compiler (`cc`)")
-    exe = os.path.join(tmp, "floor")
-    subprocess.run([cc, "-O2", "-o", exe, str(HERE / "c" / "floor.c")], check=True)
+    exe = os.path.join(tmp, name)
+    subprocess.run([cc, "-O2", "-o", exe, str(HERE / "c" / f"{name}.c")], check=True)
     return exe
 
 
-def c_job(exe: str, *args: str) -> float:
-    out = subprocess.run([exe, *args], check=True, capture_output=True, text=True).stdout
+def c_job(exe: str, *args: object) -> float:
+    out = subprocess.run([exe, *map(str, args)], check=True, capture_output=True,
+                         text=True).stdout
     report = json.loads(out)
     return float(report["seconds"]) / int(report["n"])
 
@@ -59,6 +62,20 @@ def timed(op, n: int) -> float:
     for _ in range(n):
         op()
     return (time.perf_counter() - start) / n
+
+
+def watch_to_eof(loop, fd: int) -> None:
+    """Read ``fd`` on ``loop`` until its end of file, then close it."""
+    watcher = IOWatcher(loop, fd, None, None)
+
+    def on_readable() -> None:
+        if _io.read_chunk(fd, 65536) == b"":
+            watcher.stop()
+            watcher.on_readable = None
+            os.close(fd)
+
+    watcher.on_readable = on_readable
+    watcher.start_reading()
 
 
 # -- sequential: one child at a time ---------------------------------------------------------
@@ -90,17 +107,8 @@ def minimal_seq(env: list[bytes], pipes: bool, use_loop: bool):
             os.waitpid(pid, 0)
             return
         if pipes:
-            for fd in (out_r, err_r):
-                watcher = IOWatcher(loop, fd, None, None)
-
-                def on_readable(fd: int = fd, watcher: IOWatcher = watcher) -> None:
-                    if _io.read_chunk(fd, 65536) == b"":
-                        watcher.stop()
-                        watcher.on_readable = None
-                        os.close(fd)
-
-                watcher.on_readable = on_readable
-                watcher.start_reading()
+            watch_to_eof(loop, out_r)
+            watch_to_eof(loop, err_r)
         watch_exit(loop, pid, lambda status: None)
         loop.run()
         if pipes:
@@ -120,16 +128,7 @@ def minimal_concurrent(env: list[bytes]):
             pid = _spawn.spawn(TRUE, [TRUE], env, None, [DEVNULL, w, DEVNULL], False, -1, -1,
                                False, 0)
             os.close(w)
-            watcher = IOWatcher(loop, r, None, None)
-
-            def on_readable(r: int = r, watcher: IOWatcher = watcher) -> None:
-                if _io.read_chunk(r, 65536) == b"":
-                    watcher.stop()
-                    watcher.on_readable = None
-                    os.close(r)
-
-            watcher.on_readable = on_readable
-            watcher.start_reading()
+            watch_to_eof(loop, r)
             watch_exit(loop, pid, lambda status: None)
         loop.run()
 
@@ -149,10 +148,11 @@ def main() -> None:
     rounds = parser.parse_args().rounds
     env = build_env(None)
     with tempfile.TemporaryDirectory() as tmp:
-        exe = build_c(tmp)
+        seq_c, conc_c = build_c(tmp, "spawn_seq"), build_c(tmp, "concurrent")
         seq = {
-            "C posix_spawn + waitpid (reference)": lambda: c_job(exe, "seq-bare", str(SEQ_N)),
-            "C, three pipes read to EOF": lambda: c_job(exe, "seq-pipes", str(SEQ_N)),
+            # spawn_seq N WARMUP BUDGET [HOLD_BYTES [pipes]], concurrent BATCHES WARMUP BUDGET
+            "C posix_spawn + waitpid (reference)": lambda: c_job(seq_c, SEQ_N, 10, 100),
+            "C, three pipes read to EOF": lambda: c_job(seq_c, SEQ_N, 10, 100, 0, "pipes"),
             "Python, our primitives, blocking waitpid": lambda: timed(
                 minimal_seq(env, False, False), SEQ_N),
             "Python, our primitives, three pipes, blocking": lambda: timed(
@@ -169,7 +169,7 @@ def main() -> None:
                 lambda: child_process.spawn("/bin/true").wait(), SEQ_N),
         }
         conc = {
-            "C concurrent200 (reference)": lambda: c_job(exe, "concurrent", str(CONC_N)),
+            "C concurrent200 (reference)": lambda: c_job(conc_c, CONC_N, 1, 100),
             "Python, our primitives + our loop": lambda: timed(minimal_concurrent(env), CONC_N),
             "spawn ×200 + run()": lambda: timed(library_concurrent, CONC_N),
         }

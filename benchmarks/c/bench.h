@@ -76,4 +76,27 @@ static inline void bench_report(long n, double seconds) {
 #define BENCH_DIE(what) do { \
         fprintf(stderr, "%s: %s\n", (what), strerror(errno)); exit(1); } while (0)
 
+/* Read `fd` to end of file, discarding the data, then close it. */
+static inline void bench_drain(int fd) {
+    char buf[4096];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r == 0) break;
+        if (r < 0 && errno != EINTR) BENCH_DIE("read");
+    }
+    close(fd);
+}
+
+/* Reap child `pid` (includes <sys/wait.h> where used); exit 1 unless it exited with 0. */
+#define bench_reap_ok(pid) do { \
+        int bench_status_; \
+        while (waitpid((pid), &bench_status_, 0) < 0) { \
+            if (errno != EINTR) BENCH_DIE("waitpid"); \
+        } \
+        if (!WIFEXITED(bench_status_) || WEXITSTATUS(bench_status_) != 0) { \
+            fprintf(stderr, "child failed: status %d\n", bench_status_); \
+            exit(1); \
+        } \
+    } while (0)
+
 #endif

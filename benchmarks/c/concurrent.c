@@ -28,25 +28,8 @@ static void batch(long k, pid_t *pids, int *fds) {
         close(p[1]);
         fds[i] = p[0];
     }
-    char buf[4096];
-    for (long i = 0; i < k; i++) {
-        for (;;) {
-            ssize_t r = read(fds[i], buf, sizeof buf);
-            if (r == 0) break;
-            if (r < 0 && errno != EINTR) BENCH_DIE("read");
-        }
-        close(fds[i]);
-    }
-    for (long i = 0; i < k; i++) {
-        int status;
-        while (waitpid(pids[i], &status, 0) < 0) {
-            if (errno != EINTR) BENCH_DIE("waitpid");
-        }
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            fprintf(stderr, "/bin/true failed: status %d\n", status);
-            exit(1);
-        }
-    }
+    for (long i = 0; i < k; i++) bench_drain(fds[i]);
+    for (long i = 0; i < k; i++) bench_reap_ok(pids[i]);
 }
 
 int main(int argc, char **argv) {
