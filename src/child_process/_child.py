@@ -223,10 +223,7 @@ class ChildProcess(ChannelOwner):
 
     def _on_exit(self, status: int) -> None:
         self._exited = True
-        if status & 0x7F == 0:          # exited (WIFEXITED), the common case, without a call
-            self.exit_code = (status >> 8) & 0xFF
-        else:
-            self.exit_code, self.signal_code = decode_status(status)
+        self.exit_code, self.signal_code = decode_status(status)
         if self._timer is not None or self._abort_signal is not None:
             self._stop_guards()
         if self.stdin is not None:
@@ -272,8 +269,7 @@ class ChildProcess(ChannelOwner):
             self._abort_signal = None
 
     def _listener_added(self, event: Any) -> None:
-        if event == "message":          # the only event the channel side cares about
-            self._ipc_listener_added(event)
+        self._ipc_listener_added(event)
 
     def _channel_closed(self) -> None:
         self.channel = None          # Node: null once the channel is gone

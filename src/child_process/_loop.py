@@ -115,6 +115,8 @@ atexit.register(_drain_at_exit)
 
 def decode_status(status: int) -> tuple[int | None, str | None]:
     """(exit_code, signal_name) from a wait status; exactly one is not None."""
+    if status & 0x7F == 0:          # exited: the common case, decoded without os.W* calls
+        return (status >> 8) & 0xFF, None
     if os.WIFSIGNALED(status):
         return None, signal_name(os.WTERMSIG(status))
     return os.WEXITSTATUS(status), None

@@ -111,14 +111,7 @@ def _run(spec: Any, data: Any, limit: int, codec: str | None) -> SpawnSyncResult
         results = [o.decode(codec, "replace") if o is not None else None for o in outputs]
     if results:
         results[0] = None           # stdin: Node reports null
-    code: int | None
-    signal: str | None = None
-    if status & 0x7F == 0:          # exited (the common case), decoded without a call
-        code = (status >> 8) & 0xFF
-    elif status >= 0:
-        code, signal = decode_status(status)
-    else:
-        code = None
+    code, signal = decode_status(status) if status >= 0 else (None, None)
     error = None
     if ended != _sync.ENDED_OK:
         err = (_errno.ETIMEDOUT if ended == _sync.ENDED_TIMEOUT else
