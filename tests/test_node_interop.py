@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 import time
 
@@ -25,13 +24,12 @@ import pytest
 import child_process
 from child_process import fork, spawn
 from child_process._loop import Timer, get_loop
+from ipc_peers import PY, WAIT, record, run_until
 
 NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="the node binary is not on PATH: the "
                                                      "interop tests need a real Node.js")
 
-PY = sys.executable
-WAIT = 20.0
 MIB = 1024 * 1024
 
 _counter = [0]
@@ -50,21 +48,6 @@ def js(tmp_path, code: str) -> str:
 
 def pyfile(tmp_path, code: str) -> str:
     return write(tmp_path, PY_PRELUDE + textwrap.dedent(code), ".py")
-
-
-def run_until(cond, timeout: float = WAIT) -> bool:
-    return get_loop().run_until(cond, timeout)
-
-
-def record(child) -> list:
-    events = []
-    child.on("message", lambda m: events.append(("message", m)))
-    child.on("internalMessage", lambda m: events.append(("internal", m)))
-    child.on("error", lambda e: events.append(("error", getattr(e, "code", None))))
-    child.on("disconnect", lambda: events.append(("disconnect",)))
-    child.on("exit", lambda code, sig: events.append(("exit", code, sig)))
-    child.on("close", lambda code, sig: events.append(("close", code, sig)))
-    return events
 
 
 def fork_node(tmp_path, code: str, reap, **kwargs):
