@@ -190,6 +190,47 @@ def test_end_then_close_order():
     assert child.stdout.closed is True
 
 
+# A grandchild keeps the child's stdout and stderr open for a while after the child exits, so
+# the exit is known first and a stream's 'close' is what completes the child (the order the
+# test above meets only sometimes, as a CI run found).
+OUTLIVED_BY_A_GRANDCHILD = """
+    import subprocess, sys
+    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(0.3)'])
+    print('x', flush=True)
+"""
+
+
+def test_child_close_follows_every_stream_close_when_a_stream_closes_last():
+    events = []
+    child = py(OUTLIVED_BY_A_GRANDCHILD)
+    child.on("exit", lambda *_: events.append("exit"))
+    child.stdout.on("close", lambda: events.append("stdout-close"))
+    child.stderr.on("close", lambda: events.append("stderr-close"))
+    child.on("close", lambda *_: events.append("child-close"))
+    assert child.wait() == (0, None)
+    assert events[0] == "exit"
+    assert sorted(events[1:3]) == ["stderr-close", "stdout-close"]
+    assert events[3:] == ["child-close"]
+
+
+def test_raising_stream_close_listener_does_not_cost_the_child_its_close():
+    closes = []
+    child = py(OUTLIVED_BY_A_GRANDCHILD)
+
+    def failing(*_):
+        raise ValueError("listener failed")
+
+    child.stdout.on("close", failing)
+    child.stderr.on("close", failing)
+    child.on("close", lambda code, sig: closes.append((code, sig)))
+    with pytest.raises(ValueError):
+        child.wait(5)
+    with pytest.raises(ValueError):     # the second stream's listener, on the next turn
+        child.wait(5)
+    assert child.wait(5) == (0, None)
+    assert closes == [(0, None)]
+
+
 def test_end_is_emitted_once_and_no_data_after_it():
     events = []
     child = py("import sys; sys.stdout.write('a' * 100000)")

@@ -38,8 +38,10 @@ HIGH_WATER_MARK = 16 * 1024
 class _FdStream(EventEmitter):
     """A descriptor owned by a stream: closed exactly once, when every side is done."""
 
-    #: called once, just before 'close' is emitted: the owning child counts its closed streams
-    #: through it (cheaper than a listener, and invisible to ``listeners('close')``)
+    #: called once, just after 'close' has been emitted: the owning child counts its closed
+    #: streams through it (cheaper than a listener, and invisible to ``listeners('close')``).
+    #: After, not before: the child's own 'close' may follow at once, and whoever listens to
+    #: this stream's 'close' must hear it before the child's.
     _close_hook: Callable[[], object] | None = None
     #: called once when nothing more can come from the child through this stream: its end of
     #: file was read, or it closed before that (the owning child then stops waiting for its
@@ -115,10 +117,14 @@ class _FdStream(EventEmitter):
         self.closed = True
         self._stream_ended()
         hook = self._close_hook
-        if hook is not None:
-            self._close_hook = None
-            hook()
-        self.emit("close")
+        if hook is None:
+            self.emit("close")
+            return
+        self._close_hook = None
+        try:
+            self.emit("close")
+        finally:
+            hook()      # a listener that raises must not cost the child its 'close'
 
     def _stream_ended(self) -> None:
         hook = self._ended_hook
