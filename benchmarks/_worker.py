@@ -41,10 +41,14 @@ import signal
 import sys
 import time
 
-# asyncio, subprocess, warnings and traceback are imported by main(), not here: a
-# multiprocessing 'spawn' child re-runs this module's top level (as __mp_main__) before it
-# runs its target, and fork_startup must time multiprocessing, not this file's imports.
-asyncio = subprocess = warnings = traceback = None
+# asyncio, subprocess and warnings are imported by main(), not here, and only for the
+# implementations that use them (``impl(..., needs=...)``):
+# * a multiprocessing 'spawn' child re-runs this module's top level (as __mp_main__) before it
+#   runs its target, and fork_startup must time multiprocessing, not this file's imports;
+# * a Python process's spawning rate depends on what it has loaded: with asyncio imported, a
+#   loop of bare posix_spawn calls runs 200-child batches ~10 % slower on the 2-core VMs here
+#   (docs/benchmarks.md). Each implementation is timed with the modules it needs, no more.
+asyncio = subprocess = warnings = None
 
 TRUE = "/bin/true"
 PAGE = os.sysconf("SC_PAGESIZE")
@@ -59,16 +63,17 @@ class Unavailable(Exception):
 IMPLS = {}
 
 
-def impl(group, name, timed=False):
+def impl(group, name, timed=False, needs=()):
     """Register ``factory(spec) -> op``: ``op()`` performs one operation, raising on failure.
 
     With ``timed=True`` the factory returns ``timed(n, warmup, budget) -> (ops, seconds)``
     instead, which does the warm-up and the timed operations itself and returns how many it
     timed and the seconds they took (for event-driven loops, and to leave set-up and clean-up
-    out of the timing)."""
+    out of the timing). ``needs``: the modules among asyncio, subprocess and warnings that the
+    implementation uses; the worker imports them before it measures anything."""
 
     def register(factory):
-        IMPLS[(group, name)] = (factory, timed)
+        IMPLS[(group, name)] = (factory, timed, tuple(needs))
         return factory
 
     return register
@@ -114,7 +119,7 @@ def _spawn_posix_spawn(spec):
     return op
 
 
-@impl("spawn", "popen")
+@impl("spawn", "popen", needs=('subprocess',))
 def _spawn_popen(spec):
     def op():
         _check_status(subprocess.Popen([TRUE]).wait())
@@ -122,7 +127,7 @@ def _spawn_popen(spec):
     return op
 
 
-@impl("spawn", "run")
+@impl("spawn", "run", needs=('subprocess',))
 def _spawn_run(spec):
     def op():
         _check_status(subprocess.run([TRUE]).returncode)
@@ -187,7 +192,7 @@ def _spawn_ours_sync(spec):
 
 # ---------------------------------------------------------------------------- concurrent
 
-@impl("concurrent", "popen")
+@impl("concurrent", "popen", needs=('subprocess',))
 def _conc_popen(spec):
     k = spec["k"]
     PIPE, DEVNULL = subprocess.PIPE, subprocess.DEVNULL
@@ -229,7 +234,7 @@ def _asyncio_op(k, loop):
     return op
 
 
-@impl("concurrent", "asyncio_default")
+@impl("concurrent", "asyncio_default", needs=('asyncio', 'warnings'))
 def _conc_asyncio_default(spec):
     INFO["asyncio default child watcher"] = _default_watcher_name()
     loop = asyncio.new_event_loop()
@@ -237,7 +242,7 @@ def _conc_asyncio_default(spec):
     return _asyncio_op(spec["k"], loop)
 
 
-@impl("concurrent", "asyncio_pidfd")
+@impl("concurrent", "asyncio_pidfd", needs=('asyncio', 'warnings'))
 def _conc_asyncio_pidfd(spec):
     watcher_cls = getattr(asyncio, "PidfdChildWatcher", None)
     if watcher_cls is None:
@@ -301,7 +306,7 @@ def _conc_ours_wait(spec):
     return _ours_batch(spec, finish)
 
 
-@impl("concurrent", "ours_asyncio")
+@impl("concurrent", "ours_asyncio", needs=('asyncio', 'warnings'))
 def _conc_ours_asyncio(spec):
     """spawn() ×k from a coroutine on a running asyncio loop, then ``await gather(*children)``:
     asyncio drives our loop (no run(), no wait())."""
@@ -340,7 +345,7 @@ def _check_capture(data, spec, status=0):
         raise RuntimeError(f"captured {len(data)} bytes, expected {spec['nbytes']}")
 
 
-@impl("capture", "run")
+@impl("capture", "run", needs=('subprocess',))
 def _capture_run(spec):
     child, PIPE = spec["child"], subprocess.PIPE
 
@@ -351,7 +356,7 @@ def _capture_run(spec):
     return op
 
 
-@impl("capture", "communicate")
+@impl("capture", "communicate", needs=('subprocess',))
 def _capture_communicate(spec):
     child, PIPE = spec["child"], subprocess.PIPE
 
@@ -363,7 +368,7 @@ def _capture_communicate(spec):
     return op
 
 
-@impl("capture", "asyncio")
+@impl("capture", "asyncio", needs=('asyncio', 'warnings'))
 def _capture_asyncio(spec):
     child = spec["child"]
     PIPE = asyncio.subprocess.PIPE
@@ -1030,16 +1035,16 @@ def measure(op, n, warmup, budget):
     return done, t - t0
 
 
-def _import_peers():
-    global asyncio, subprocess, warnings, traceback
-    import asyncio
-    import subprocess
-    import traceback
-    import warnings
+def _import_needed(impls):
+    """Import what the implementations to measure need (``impl(needs=...)``), and only that."""
+    needed = set()
+    for entry in impls:
+        needed.update(entry[2])
+    for module in needed:
+        globals()[module] = __import__(module)
 
 
 def main(argv):
-    _import_peers()
     spec = json.loads(argv[1])
     group = spec["group"]
     n = int(spec.get("n", 100))
@@ -1053,11 +1058,15 @@ def main(argv):
     held = hold_memory(int(spec.get("hold", 0)))
     out = {"results": {}, "skipped": {}, "info": INFO, "rss": rss()}
 
+    entries = {}
     for name in spec["impls"]:
         entry = IMPLS.get((group, name))
         if entry is None:
             raise SystemExit(f"unknown implementation {group}/{name}")
-        factory, timed = entry
+        entries[name] = entry
+    _import_needed(entries.values())
+
+    for name, (factory, timed, _) in entries.items():
         try:
             signal.setitimer(signal.ITIMER_REAL, limit)
             try:
@@ -1075,6 +1084,7 @@ def main(argv):
         except _Timeout:
             out["skipped"][name] = f"no result within {limit:.0f} s"
         except Exception as exc:
+            import traceback
             last = traceback.extract_tb(exc.__traceback__)[-1]
             out["skipped"][name] = (f"failed: {type(exc).__name__}: {exc} "
                                     f"({os.path.basename(last.filename)}:{last.lineno})")

@@ -7,7 +7,12 @@ minimal Python loops that call this package's C primitives directly (no options,
 stream objects), against the library itself. It answers "is the gap in our code, or in the
 machine?".
 
-    python benchmarks/floor.py [--rounds N]
+    python benchmarks/floor.py [--rounds N] [--one-cpu]
+
+``--one-cpu`` pins this process, and so every child, to one CPU. The machine then does all the
+work of a batch on one core, and the ratios show what each row costs in total (the parent's
+work and its children's), without the placement of vfork children between cores that moves
+two-core batch times by up to ±10 % between processes.
 
 Needs `cc` (it builds the suite's `c/spawn_seq.c` and `c/concurrent.c`); uses private modules
 of child_process (a diagnostic, not an API example).
@@ -145,7 +150,12 @@ def library_concurrent() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--one-cpu", action="store_true",
+                        help="pin this process and its children to one CPU")
+    options = parser.parse_args()
+    rounds = options.rounds
+    if options.one_cpu:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     env = build_env(None)
     with tempfile.TemporaryDirectory() as tmp:
         seq_c, conc_c = build_c(tmp, "spawn_seq"), build_c(tmp, "concurrent")
