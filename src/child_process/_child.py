@@ -34,6 +34,20 @@ _EMFILE = (_errno.EMFILE, _errno.ENFILE)
 PIPES_FIRST = 0.02
 
 
+_aio_module: Any = None
+
+
+def _asyncio_glue() -> Any:
+    """``child_process._aio``, imported on first use: it imports asyncio, which a program that
+    never uses asyncio should not pay for. A function-level ``from ._aio import ...`` would go
+    through the import machinery on every call (about 1 µs, twice per awaited child)."""
+    global _aio_module
+    if _aio_module is None:
+        from . import _aio
+        _aio_module = _aio
+    return _aio_module
+
+
 def start(spec: SpawnSpec, env: list[bytes], child_fds: list[int]) -> int:
     """Find and start the executable; a file without ``#!`` runs through /bin/sh (execvp does)."""
     path = _spawn.find_executable(spec.file, spec.path_env, spec.cwd)
@@ -232,8 +246,7 @@ class ChildProcess(ChannelOwner):
             # learnt in a turn asyncio gave us: drain the unread pipes only after what asyncio
             # had queued has run, such as the first step of a reader task created beside the
             # spawn (``gather(collect(child.stdout), child)``); else its output could be gone
-            from ._aio import call_soon_in_host
-            call_soon_in_host(self._loop, self._exit_done)
+            _asyncio_glue().call_soon_in_host(self._loop, self._exit_done)
         else:
             self._loop.call_soon(self._exit_done)
         self.emit("exit", self.exit_code, self.signal_code)
@@ -369,8 +382,7 @@ class ChildProcess(ChannelOwner):
         return self.exit_code, self.signal_code
 
     def __await__(self) -> Generator[Any, None, tuple[int | None, str | None]]:
-        from ._aio import await_close
-        return await_close(self).__await__()
+        return _asyncio_glue().await_close(self).__await__()  # type: ignore[no-any-return]
 
     def __enter__(self) -> ChildProcess:
         return self
