@@ -166,7 +166,7 @@ class Scenario:
         cfg = result.cfg
         return (f"{self.measure[0].upper()}{self.measure[1:]}; {result.rounds} rounds, each "
                 f"timing up to {cfg['n']} operations (at most {cfg['budget']:g} s) after "
-                f"{_warmup(cfg)}, implementations alternating round by round; "
+                f"{_warmup(cfg)}{_settle(cfg)}, implementations alternating round by round; "
                 f"median / min / max over the rounds.")
 
     def table(self, result):
@@ -284,7 +284,7 @@ class BigParentScenario(Scenario):
         return (f"{self.measure[0].upper()}{self.measure[1:]} from a small parent and from a "
                 f"parent holding {fmt_bytes(cfg['hold'])} of touched memory; "
                 f"{result.rounds} rounds, each timing up to {cfg['n']} spawns (at most "
-                f"{cfg['budget']:g} s) after {_warmup(cfg)}, implementations "
+                f"{cfg['budget']:g} s) after {_warmup(cfg)}{_settle(cfg)}, implementations "
                 f"alternating round by round; median / min / max over the rounds. "
                 f"\"vs small parent\" is the big parent's median over the same "
                 f"implementation's small-parent median.")
@@ -579,6 +579,11 @@ def _warmup(cfg):
     return f"{n} untimed warm-up operation" + ("" if n == 1 else "s")
 
 
+def _settle(cfg):
+    settle = cfg.get("settle", 0)
+    return f" (preceded by {settle:g} s of sleep)" if settle else ""
+
+
 def _cell(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -590,6 +595,11 @@ def _params(probe, cfg, **extra):
         p.update(n=2, warmup=0, budget=cfg["budget"], limit=20)
     p.update(extra)
     return p
+
+
+#: seconds every implementation of a spawning scenario sleeps after its set-up, before its
+#: warm-up (run.py, "Settling")
+SETTLE = 0.2
 
 
 # ------------------------------------------------------------------------ 1. spawn_seq
@@ -635,8 +645,8 @@ SPAWN_SEQ = Scenario(
         PyJob("child_process.spawn pipes", "spawn", ["ours_pipe"], _seq),
     ],
     reference="c",
-    quick={"rounds": 5, "n": 200, "warmup": 10, "budget": 1.0},
-    full={"rounds": 11, "n": 1000, "warmup": 20, "budget": 3.0},
+    quick={"rounds": 5, "n": 200, "warmup": 10, "budget": 1.0, "settle": SETTLE},
+    full={"rounds": 11, "n": 1000, "warmup": 20, "budget": 3.0, "settle": SETTLE},
     notes=["Every implementation runs in a fresh process per round and times its own loop; "
            "process start-up is not counted."],
 )
@@ -677,8 +687,10 @@ SPAWN_BIGPARENT = BigParentScenario(
         NodeJob("node big parent", "node/big", "spawn_seq.js", _big, _node_seq("ignore")),
     ],
     reference="c",
-    quick={"rounds": 3, "n": 100, "warmup": 2, "budget": 1.0, "hold": 1 * GiB},
-    full={"rounds": 5, "n": 300, "warmup": 2, "budget": 3.0, "hold": 8 * GiB},
+    quick={"rounds": 3, "n": 100, "warmup": 2, "budget": 1.0, "hold": 1 * GiB,
+           "settle": SETTLE},
+    full={"rounds": 5, "n": 300, "warmup": 2, "budget": 3.0, "hold": 8 * GiB,
+          "settle": SETTLE},
     notes=["One process per parent kind per round: the C program and the Node script each "
            "hold the memory themselves; one Python worker holds it (a touched `bytearray`) and "
            "measures every Python implementation in turn. Only one big parent is alive at a "
@@ -720,8 +732,8 @@ CONCURRENT200 = Scenario(
         PyJob("child_process ×200 wait()", "concurrent", ["ours_wait"], _conc),
     ],
     reference="c",
-    quick={"rounds": 5, "n": 2, "warmup": 1, "budget": 1.0, "k": 200},
-    full={"rounds": 11, "n": 5, "warmup": 1, "budget": 3.0, "k": 200},
+    quick={"rounds": 5, "n": 2, "warmup": 1, "budget": 1.0, "k": 200, "settle": SETTLE},
+    full={"rounds": 11, "n": 5, "warmup": 1, "budget": 3.0, "k": 200, "settle": SETTLE},
     notes=["stdin and stderr of every child are /dev/null; each implementation checks that "
            "all 200 exited with status 0."],
 )
@@ -812,8 +824,8 @@ CONCURRENT200_ASYNCIO = Scenario(
         PyJob("child_process ×200 asyncio", "concurrent", ["ours_asyncio"], _conc),
     ],
     reference="c",
-    quick={"rounds": 5, "n": 2, "warmup": 1, "budget": 1.0, "k": 200},
-    full={"rounds": 11, "n": 5, "warmup": 1, "budget": 3.0, "k": 200},
+    quick={"rounds": 5, "n": 2, "warmup": 1, "budget": 1.0, "k": 200, "settle": SETTLE},
+    full={"rounds": 11, "n": 5, "warmup": 1, "budget": 3.0, "k": 200, "settle": SETTLE},
     compare=[("ours_asyncio", "asyncio_default", "speedup", "×1.5 faster"),
              ("ours_asyncio", "asyncio_pidfd", "speedup", "×1.5 faster")],
     notes=["The Python rows run each batch with `loop.run_until_complete()` on one asyncio "

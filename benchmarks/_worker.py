@@ -1022,6 +1022,14 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
+def settle():
+    """Sleep BENCH_SETTLE seconds before an implementation's warm-up, as the C and Node
+    programs do (run.py sets it for the spawning scenarios; see there why)."""
+    seconds = float(os.environ.get("BENCH_SETTLE") or 0)
+    if seconds > 0:
+        time.sleep(seconds)
+
+
 def measure(op, n, warmup, budget):
     for _ in range(warmup):
         op()
@@ -1071,6 +1079,7 @@ def main(argv):
             signal.setitimer(signal.ITIMER_REAL, limit)
             try:
                 op = factory(spec)
+                settle()
                 if timed:
                     done, seconds = op(n, warmup, budget)
                 else:

@@ -30,6 +30,14 @@ How it measures
   twice, parent and child pinned to one CPU and to two CPUs: on a small VM a message's cost
   depends above all on that, and left to the scheduler a run would get either (see
   ``_harness.Placement``).
+* **Settling.**  In the spawning scenarios every implementation sleeps ``settle`` seconds
+  (0.2) after its set-up, before its warm-up (``BENCH_SETTLE``, honoured by the C programs,
+  the Node scripts and ``_worker.py``).  On the 2-core VMs here a process that has just been
+  busy — an interpreter that has just imported its modules — gets its vfork children
+  scheduled worse for a while: a loop of bare ``os.posix_spawn`` calls runs a batch of 200
+  in 63–65 ms after 0.2 s of sleep and in 65–76 ms without it, for the same CPU time
+  (docs/benchmarks.md).  C starts in a millisecond and never showed it.  The
+  sleep is not timed; all three languages get it alike.
 * **Round-robin.**  Round 1 runs every implementation once, then round 2 runs them all again,
   and so on; the order rotates each round.  Drift of the shared machine (other tenants, CPU
   frequency) thus hits all implementations alike, and the spread (min / max over the rounds)
@@ -100,6 +108,15 @@ class Progress:
         self.stream.flush()
 
 
+def _settled(options, cfg):
+    """``run_json`` keywords with ``BENCH_SETTLE`` in the environment (see "Settling")."""
+    settle = cfg.get("settle", 0)
+    if not settle:
+        return options
+    env = dict(options.get("env") or os.environ, BENCH_SETTLE=str(settle))
+    return dict(options, env=env)
+
+
 def _rotate(items, r):
     if not items:
         return items
@@ -152,7 +169,7 @@ def run_scenario(scenario, tools, quick, rounds, progress):
             progress(f"{scenario.name}: round {r + 1}/{rounds} · {job.name}")
             try:
                 data = run_json(job.command(tools, these, cfg, probe=False),
-                                job.timeout(cfg, these), **job.options(tools))
+                                job.timeout(cfg, these), **_settled(job.options(tools), cfg))
                 ok, skipped, info = job.parse(data, these)
             except JobFailed as exc:
                 ok, skipped, info = {}, {k: f"failed: {exc}" for k in these}, {}

@@ -22,6 +22,18 @@ static inline double bench_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Sleep BENCH_SETTLE seconds (the runner sets it for the spawning scenarios) before the
+ * warm-up, as every implementation does: a process that has just been busy (an interpreter
+ * starting up) has its vfork children scheduled worse for a while; see run.py. */
+static inline void bench_settle(void) {
+    const char *s = getenv("BENCH_SETTLE");
+    double seconds = s ? atof(s) : 0.0;
+    if (seconds > 0) {
+        struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    }
+}
+
 static inline long bench_arg(int argc, char **argv, int i, long dflt) {
     if (i >= argc) return dflt;
     char *end;

@@ -43,6 +43,7 @@ int main(int argc, char **argv) {
     int *fds = calloc((size_t)k, sizeof *fds);
     if (!pids || !fds) BENCH_DIE("calloc");
 
+    bench_settle();
     for (long i = 0; i < warmup; i++) batch(k, pids, fds);
     double t0 = bench_now(), t = t0;
     long done = 0;

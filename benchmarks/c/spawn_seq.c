@@ -55,6 +55,7 @@ int main(int argc, char **argv) {
 
     char *memory = bench_hold_memory(hold);
 
+    bench_settle();
     for (long i = 0; i < warmup; i++) op();
     double t0 = bench_now(), t = t0;
     long done = 0;

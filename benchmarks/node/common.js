@@ -28,7 +28,10 @@ function holdMemory(bytes) {
 }
 
 // Run `op` (returning a Promise) warmup times, then until n runs or budget seconds have passed.
+// First sleep BENCH_SETTLE seconds, as every implementation does (see run.py).
 async function measure(op, n, warmup, budget) {
+  const settle = Number(process.env.BENCH_SETTLE || 0);
+  if (settle > 0) await new Promise((resolve) => setTimeout(resolve, settle * 1000));
   for (let i = 0; i < warmup; i++) await op();
   const t0 = now();
   let t = t0;
