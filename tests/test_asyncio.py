@@ -229,6 +229,45 @@ def test_listener_exception_goes_to_the_asyncio_exception_handler():
     assert any(isinstance(e, ValueError) and str(e) == "boom in exit listener" for e in excs)
 
 
+def test_await_child_ends_even_when_a_close_listener_raises():
+    async def main():
+        reported = []
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: reported.append(ctx))
+        child = spawn(SH, ["-c", "exit 4"])
+
+        def boom(*_):
+            raise ValueError("boom in close listener")
+
+        child.on("close", boom)
+        result = await asyncio.wait_for(child, WAIT)
+        return result, reported
+
+    result, reported = arun(main())
+    assert result == (4, None)
+    assert any(isinstance(ctx.get("exception"), ValueError) for ctx in reported)
+
+
+def test_several_awaits_of_one_child_all_end_after_its_close_listeners():
+    async def main():
+        order = []
+        child = spawn(SH, ["-c", "exit 5"])
+        child.on("close", lambda *_: order.append("listener"))
+
+        async def waiter(name):
+            result = await child
+            order.append(name)
+            return result
+
+        results = await asyncio.wait_for(asyncio.gather(waiter("a"), waiter("b"), child), WAIT)
+        child.on("close", lambda *_: order.append("late"))     # never called again
+        return results, order, await child
+
+    results, order, again = arun(main())
+    assert results == [(5, None)] * 3
+    assert order[0] == "listener" and sorted(order[1:]) == ["a", "b"]
+    assert again == (5, None)
+
+
 def test_spawn_failure_under_asyncio_emits_error_then_close():
     async def main():
         me = threading.get_ident()

@@ -83,6 +83,7 @@ class ChildProcess(ChannelOwner):
     _pipes_open = 0                 # output pipes not yet at their end (see _pipe_ended)
     _closes_got = 0
     _closed = False
+    _close_futures: list[Any] | None = None     # asyncio futures of ``await child`` (_aio)
     _exited = False
     _timer: Timer | None = None
     _abort_signal: Any = None
@@ -301,7 +302,17 @@ class ChildProcess(ChannelOwner):
         if self._closes_got < self._closes_needed or self._closed:
             return
         self._closed = True
-        self.emit("close", self.exit_code, self.signal_code)
+        futures = self._close_futures
+        if futures is None:
+            self.emit("close", self.exit_code, self.signal_code)
+            return
+        self._close_futures = None
+        try:
+            self.emit("close", self.exit_code, self.signal_code)
+        finally:    # a listener that raises must not leave ``await child`` waiting
+            for future in futures:
+                if not future.done():
+                    future.set_result(None)
 
     # -- timeout and abort ---------------------------------------------------------------
 
@@ -382,7 +393,7 @@ class ChildProcess(ChannelOwner):
         return self.exit_code, self.signal_code
 
     def __await__(self) -> Generator[Any, None, tuple[int | None, str | None]]:
-        return _asyncio_glue().await_close(self).__await__()  # type: ignore[no-any-return]
+        return _asyncio_glue().await_close(self)  # type: ignore[no-any-return]
 
     def __enter__(self) -> ChildProcess:
         return self
