@@ -598,8 +598,8 @@ def _params(probe, cfg, **extra):
 
 
 #: seconds every implementation of a spawning scenario sleeps after its set-up, before its
-#: warm-up (run.py, "Settling")
-SETTLE = 0.2
+#: warm-up (run.py, "Settling"); --quick sleeps less, to stay under 2 minutes
+SETTLE, SETTLE_QUICK = 0.2, 0.1
 
 
 # ------------------------------------------------------------------------ 1. spawn_seq
@@ -645,7 +645,7 @@ SPAWN_SEQ = Scenario(
         PyJob("child_process.spawn pipes", "spawn", ["ours_pipe"], _seq),
     ],
     reference="c",
-    quick={"rounds": 5, "n": 200, "warmup": 10, "budget": 1.0, "settle": SETTLE},
+    quick={"rounds": 5, "n": 200, "warmup": 10, "budget": 1.0, "settle": SETTLE_QUICK},
     full={"rounds": 11, "n": 1000, "warmup": 20, "budget": 3.0, "settle": SETTLE},
     notes=["Every implementation runs in a fresh process per round and times its own loop; "
            "process start-up is not counted."],
@@ -687,10 +687,8 @@ SPAWN_BIGPARENT = BigParentScenario(
         NodeJob("node big parent", "node/big", "spawn_seq.js", _big, _node_seq("ignore")),
     ],
     reference="c",
-    quick={"rounds": 3, "n": 100, "warmup": 2, "budget": 1.0, "hold": 1 * GiB,
-           "settle": SETTLE},
-    full={"rounds": 5, "n": 300, "warmup": 2, "budget": 3.0, "hold": 8 * GiB,
-          "settle": SETTLE},
+    quick={"rounds": 3, "n": 100, "warmup": 2, "budget": 1.0, "hold": 1 * GiB},
+    full={"rounds": 5, "n": 300, "warmup": 2, "budget": 3.0, "hold": 8 * GiB},
     notes=["One process per parent kind per round: the C program and the Node script each "
            "hold the memory themselves; one Python worker holds it (a touched `bytearray`) and "
            "measures every Python implementation in turn. Only one big parent is alive at a "
@@ -732,7 +730,7 @@ CONCURRENT200 = Scenario(
         PyJob("child_process ×200 wait()", "concurrent", ["ours_wait"], _conc),
     ],
     reference="c",
-    quick={"rounds": 5, "n": 2, "warmup": 1, "budget": 1.0, "k": 200, "settle": SETTLE},
+    quick={"rounds": 5, "n": 2, "warmup": 1, "budget": 1.0, "k": 200, "settle": SETTLE_QUICK},
     full={"rounds": 11, "n": 5, "warmup": 1, "budget": 3.0, "k": 200, "settle": SETTLE},
     notes=["stdin and stderr of every child are /dev/null; each implementation checks that "
            "all 200 exited with status 0."],
@@ -824,7 +822,7 @@ CONCURRENT200_ASYNCIO = Scenario(
         PyJob("child_process ×200 asyncio", "concurrent", ["ours_asyncio"], _conc),
     ],
     reference="c",
-    quick={"rounds": 5, "n": 2, "warmup": 1, "budget": 1.0, "k": 200, "settle": SETTLE},
+    quick={"rounds": 5, "n": 2, "warmup": 1, "budget": 1.0, "k": 200, "settle": SETTLE_QUICK},
     full={"rounds": 11, "n": 5, "warmup": 1, "budget": 3.0, "k": 200, "settle": SETTLE},
     compare=[("ours_asyncio", "asyncio_default", "speedup", "×1.5 faster"),
              ("ours_asyncio", "asyncio_pidfd", "speedup", "×1.5 faster")],

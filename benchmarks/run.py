@@ -30,14 +30,16 @@ How it measures
   twice, parent and child pinned to one CPU and to two CPUs: on a small VM a message's cost
   depends above all on that, and left to the scheduler a run would get either (see
   ``_harness.Placement``).
-* **Settling.**  In the spawning scenarios every implementation sleeps ``settle`` seconds
-  (0.2) after its set-up, before its warm-up (``BENCH_SETTLE``, honoured by the C programs,
+* **Settling.**  In ``spawn_seq``, ``concurrent200`` and ``concurrent200_asyncio`` every
+  implementation sleeps ``settle`` seconds (0.2; 0.1 with ``--quick``) after its set-up, before
+  its warm-up (``BENCH_SETTLE``, honoured by the C programs,
   the Node scripts and ``_worker.py``).  On the 2-core VMs here a process that has just been
   busy — an interpreter that has just imported its modules — gets its vfork children
   scheduled worse for a while: a loop of bare ``os.posix_spawn`` calls runs a batch of 200
   in 63–65 ms after 0.2 s of sleep and in 65–76 ms without it, for the same CPU time
-  (docs/benchmarks.md).  C starts in a millisecond and never showed it.  The
-  sleep is not timed; all three languages get it alike.
+  (docs/benchmarks.md).  The C reference, which starts in a millisecond, also gets 5–10 %
+  faster with it: the load of the job before it still counts for a while.  The sleep is not
+  timed; all three languages get it alike.
 * **Round-robin.**  Round 1 runs every implementation once, then round 2 runs them all again,
   and so on; the order rotates each round.  Drift of the shared machine (other tenants, CPU
   frequency) thus hits all implementations alike, and the spread (min / max over the rounds)
