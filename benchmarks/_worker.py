@@ -45,9 +45,9 @@ import time
 # implementations that use them (``impl(..., needs=...)``):
 # * a multiprocessing 'spawn' child re-runs this module's top level (as __mp_main__) before it
 #   runs its target, and fork_startup must time multiprocessing, not this file's imports;
-# * a Python process's spawning rate depends on what it has loaded: with asyncio imported, a
-#   loop of bare posix_spawn calls runs 200-child batches ~10 % slower on the 2-core VMs here
-#   (docs/benchmarks.md). Each implementation is timed with the modules it needs, no more.
+# * each implementation is timed in a process like a program that uses it: with the modules
+#   it needs, no more (importing asyncio alone made a bare posix_spawn loop ~10 % slower here
+#   until the settling sleep, see settle() and docs/benchmarks.md).
 asyncio = subprocess = warnings = None
 
 TRUE = "/bin/true"
@@ -119,7 +119,7 @@ def _spawn_posix_spawn(spec):
     return op
 
 
-@impl("spawn", "popen", needs=('subprocess',))
+@impl("spawn", "popen", needs=("subprocess",))
 def _spawn_popen(spec):
     def op():
         _check_status(subprocess.Popen([TRUE]).wait())
@@ -127,7 +127,7 @@ def _spawn_popen(spec):
     return op
 
 
-@impl("spawn", "run", needs=('subprocess',))
+@impl("spawn", "run", needs=("subprocess",))
 def _spawn_run(spec):
     def op():
         _check_status(subprocess.run([TRUE]).returncode)
@@ -192,7 +192,7 @@ def _spawn_ours_sync(spec):
 
 # ---------------------------------------------------------------------------- concurrent
 
-@impl("concurrent", "popen", needs=('subprocess',))
+@impl("concurrent", "popen", needs=("subprocess",))
 def _conc_popen(spec):
     k = spec["k"]
     PIPE, DEVNULL = subprocess.PIPE, subprocess.DEVNULL
@@ -234,7 +234,7 @@ def _asyncio_op(k, loop):
     return op
 
 
-@impl("concurrent", "asyncio_default", needs=('asyncio', 'warnings'))
+@impl("concurrent", "asyncio_default", needs=("asyncio", "warnings"))
 def _conc_asyncio_default(spec):
     INFO["asyncio default child watcher"] = _default_watcher_name()
     loop = asyncio.new_event_loop()
@@ -242,7 +242,7 @@ def _conc_asyncio_default(spec):
     return _asyncio_op(spec["k"], loop)
 
 
-@impl("concurrent", "asyncio_pidfd", needs=('asyncio', 'warnings'))
+@impl("concurrent", "asyncio_pidfd", needs=("asyncio", "warnings"))
 def _conc_asyncio_pidfd(spec):
     watcher_cls = getattr(asyncio, "PidfdChildWatcher", None)
     if watcher_cls is None:
@@ -306,7 +306,7 @@ def _conc_ours_wait(spec):
     return _ours_batch(spec, finish)
 
 
-@impl("concurrent", "ours_asyncio", needs=('asyncio', 'warnings'))
+@impl("concurrent", "ours_asyncio", needs=("asyncio",))
 def _conc_ours_asyncio(spec):
     """spawn() ×k from a coroutine on a running asyncio loop, then ``await gather(*children)``:
     asyncio drives our loop (no run(), no wait())."""
@@ -345,7 +345,7 @@ def _check_capture(data, spec, status=0):
         raise RuntimeError(f"captured {len(data)} bytes, expected {spec['nbytes']}")
 
 
-@impl("capture", "run", needs=('subprocess',))
+@impl("capture", "run", needs=("subprocess",))
 def _capture_run(spec):
     child, PIPE = spec["child"], subprocess.PIPE
 
@@ -356,7 +356,7 @@ def _capture_run(spec):
     return op
 
 
-@impl("capture", "communicate", needs=('subprocess',))
+@impl("capture", "communicate", needs=("subprocess",))
 def _capture_communicate(spec):
     child, PIPE = spec["child"], subprocess.PIPE
 
@@ -368,7 +368,7 @@ def _capture_communicate(spec):
     return op
 
 
-@impl("capture", "asyncio", needs=('asyncio', 'warnings'))
+@impl("capture", "asyncio", needs=("asyncio", "warnings"))
 def _capture_asyncio(spec):
     child = spec["child"]
     PIPE = asyncio.subprocess.PIPE

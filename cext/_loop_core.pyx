@@ -201,9 +201,7 @@ cdef class Loop:
         """monotonic() time at which this loop next needs a turn, or None (for an embedding
         loop): the earliest active timer, or soon when an exit watcher is still pending (see
         ``_turn``)."""
-        cdef double delay = self._next_timeout(-1)
-        if self._pending_exits and (delay < 0 or delay > PENDING_RECHECK):
-            delay = PENDING_RECHECK
+        cdef double delay = self._wake_within(-1)
         return None if delay < 0 else monotonic() + delay
 
     @property
@@ -278,6 +276,14 @@ cdef class Loop:
                 self._pending_exits.extend(pending[i + 1:])     # the rest stay pending
                 raise
         return 0
+
+    cdef double _wake_within(self, double timeout):
+        """``_next_timeout``, but never longer than PENDING_RECHECK while a child is still
+        without a pidfd (deferred, or the descriptor limit): it is looked at again soon."""
+        timeout = self._next_timeout(timeout)
+        if self._pending_exits and (timeout < 0 or timeout > PENDING_RECHECK):
+            timeout = PENDING_RECHECK
+        return timeout
 
     cdef bint _waits_for_one_exit_only(self):
         """True when this turn would sleep until one child, just started, ends, and nothing
@@ -404,11 +410,7 @@ cdef class Loop:
             timeout = 0
         elif self.refs <= 0 and timeout < 0:
             timeout = 0
-        timeout = self._next_timeout(timeout)
-        if self._pending_exits and (timeout < 0 or timeout > PENDING_RECHECK):
-            # a child still without a pidfd (deferred, or the descriptor limit): look again soon
-            timeout = PENDING_RECHECK
-        self._poll(timeout)
+        self._poll(self._wake_within(timeout))
         self._run_timers()
         self._run_ready()
         return 0

@@ -303,16 +303,14 @@ class ChildProcess(ChannelOwner):
             return
         self._closed = True
         futures = self._close_futures
-        if futures is None:
-            self.emit("close", self.exit_code, self.signal_code)
-            return
-        self._close_futures = None
         try:
             self.emit("close", self.exit_code, self.signal_code)
         finally:    # a listener that raises must not leave ``await child`` waiting
-            for future in futures:
-                if not future.done():
-                    future.set_result(None)
+            if futures is not None:
+                self._close_futures = None
+                for future in futures:
+                    if not future.done():
+                        future.set_result(None)
 
     # -- timeout and abort ---------------------------------------------------------------
 

@@ -117,14 +117,12 @@ class _FdStream(EventEmitter):
         self.closed = True
         self._stream_ended()
         hook = self._close_hook
-        if hook is None:
-            self.emit("close")
-            return
-        self._close_hook = None
         try:
             self.emit("close")
-        finally:
-            hook()      # a listener that raises must not cost the child its 'close'
+        finally:        # a listener that raises must not cost the child its 'close'
+            if hook is not None:
+                self._close_hook = None
+                hook()
 
     def _stream_ended(self) -> None:
         hook = self._ended_hook
