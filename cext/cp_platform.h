@@ -185,6 +185,22 @@ typedef struct {
 #define CP_SPAWN_SETSID 1
 #define CP_SPAWN_SETPGROUP 2
 
+/* The vfork child changes its ids with the bare system calls. glibc's setuid/setgid/setgroups in
+ * a process with threads make every thread change too: they walk the thread list under a lock
+ * and signal each thread. The vfork child shares the parent's memory, so it would walk the
+ * *parent's* list (signalling threads that are not its own), and could block forever on that
+ * lock if a parent thread held it at the vfork, with the spawning thread suspended behind it.
+ * The child has a single thread, so the system call alone is exactly right. */
+#if defined(__linux__)
+#define CP_CHILD_SETGROUPS0() syscall(SYS_setgroups, 0, NULL)
+#define CP_CHILD_SETGID(g) syscall(SYS_setgid, (g))
+#define CP_CHILD_SETUID(u) syscall(SYS_setuid, (u))
+#else
+#define CP_CHILD_SETGROUPS0() setgroups(0, NULL)
+#define CP_CHILD_SETGID(g) setgid(g)
+#define CP_CHILD_SETUID(u) setuid(u)
+#endif
+
 static inline void cp_child_after_vfork(const cp_spawn_req *req, volatile int *child_errno) {
     struct sigaction sa;
     sigset_t empty;
@@ -222,9 +238,9 @@ static inline void cp_child_after_vfork(const cp_spawn_req *req, volatile int *c
     }
     cp_close_from(req->nfds);
     if (req->cwd && chdir(req->cwd) < 0) goto fail;
-    if (req->uid != -1 || req->gid != -1) setgroups(0, NULL);   /* best effort, as Node */
-    if (req->gid != -1 && setgid((gid_t)req->gid) < 0) goto fail;
-    if (req->uid != -1 && setuid((uid_t)req->uid) < 0) goto fail;
+    if (req->uid != -1 || req->gid != -1) CP_CHILD_SETGROUPS0();   /* best effort, as Node */
+    if (req->gid != -1 && CP_CHILD_SETGID((gid_t)req->gid) < 0) goto fail;
+    if (req->uid != -1 && CP_CHILD_SETUID((uid_t)req->uid) < 0) goto fail;
     sigemptyset(&empty);
     sigprocmask(SIG_SETMASK, &empty, NULL);
     execve(req->path, req->argv, req->envp);

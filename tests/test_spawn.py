@@ -907,6 +907,36 @@ def test_uid_gid_switch_to_nobody():
 
 
 @needs_root
+def test_uid_switch_while_threads_start_and_end_changes_only_the_child():
+    """glibc's setuid in a threaded process signals every thread, under a lock; a vfork child
+    using it would walk the parent's threads (and could hang on that lock while threads start
+    and end). The child must switch alone, the parent's threads keep their ids, nothing hangs."""
+    stop = threading.Event()
+    seen_uids: set = set()
+
+    def churn():
+        while not stop.is_set():
+            t = threading.Thread(target=lambda: seen_uids.add(os.getuid()))
+            t.start()
+            t.join()
+
+    churners = [threading.Thread(target=churn) for _ in range(3)]
+    for t in churners:
+        t.start()
+    try:
+        for _ in range(20):
+            status, out, _, _ = run_child("id", ["-u"], uid=65534, gid=65534)
+            assert status == (0, None) and out == b"65534\n"
+            result = child_process.spawn_sync("id", ["-g"], uid=65534, gid=65534, timeout=WAIT)
+            assert result.status == 0 and result.stdout == b"65534\n"
+    finally:
+        stop.set()
+        for t in churners:
+            t.join()
+    assert seen_uids == {os.getuid()} and os.getuid() == 0 and os.getgid() == 0
+
+
+@needs_root
 def test_uid_alone_switches_uid_only():
     status, out, _, _ = run_child("sh", ["-c", "id -u; id -g"], uid=65534)
     assert status == (0, None)
