@@ -2,9 +2,9 @@
 """Starting a process from an already-validated spec: the mechanism, no policy.
 
 Everything here reports failure as ``OSError(errno)``; the Python layer turns that into
-Node's errors. posix_spawn is the fast path (glibc implements it with CLONE_VM|CLONE_VFORK, so
-its cost does not grow with the parent's memory); the vfork path in ``cp_platform.h`` covers
-uid/gid and libcs without the ``_np`` file actions.
+Node's errors. Two start paths, neither growing in cost with the parent's memory: the vfork path
+in ``cp_platform.h`` (Linux's default, and always for uid/gid or a libc without the ``_np`` file
+actions) and posix_spawn (the default elsewhere); ``spawner.pxi`` chooses.
 """
 
 from libc.stdlib cimport malloc, free
@@ -108,6 +108,7 @@ cdef const char *DEFAULT_PATH = b"/usr/local/bin:/bin:/usr/bin"
 
 
 include "cstrings.pxi"
+include "spawner.pxi"
 
 
 def find_executable(bytes file, object path_env, object cwd):

@@ -139,6 +139,7 @@ cdef int _grow(Capture *c, Py_ssize_t need) noexcept nogil:
 
 
 include "cstrings.pxi"
+include "spawner.pxi"
 
 
 def devnull_descriptors():

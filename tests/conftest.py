@@ -106,6 +106,37 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "node: needs the node binary")
 
 
+#: The ways a child is started, for tests that must hold on each: the vfork path (Linux's
+#: default), posix_spawn (the default elsewhere; CHILD_PROCESS_SPAWNER=posix_spawn here), and
+#: the vfork path switching uid/gid (root only: to our own ids).
+START_PATHS = [
+    pytest.param("vfork", id="vfork"),
+    pytest.param("posix_spawn", id="posix_spawn"),
+    pytest.param("uid", id="uid", marks=pytest.mark.skipif(
+        os.geteuid() != 0, reason="uid/gid switching needs root")),
+]
+
+
+@contextlib.contextmanager
+def start_path(path: str):
+    """Start children of this process on ``path`` (one of START_PATHS) for a while; yields the
+    spawn() keywords the path needs. In a child process: ``start_path_env``."""
+    previous = _spawn.spawner()
+    name = "posix_spawn" if path == "posix_spawn" else "vfork"
+    _spawn.set_spawner(name)
+    _sync.set_spawner(name)
+    try:
+        yield {"uid": os.getuid(), "gid": os.getgid()} if path == "uid" else {}
+    finally:
+        _spawn.set_spawner(previous)
+        _sync.set_spawner(previous)
+
+
+def start_path_env(path: str) -> dict:
+    """The environment entries that choose ``path`` in a fresh Python (uid/gid aside)."""
+    return {"CHILD_PROCESS_SPAWNER": "posix_spawn" if path == "posix_spawn" else "vfork"}
+
+
 def python_child(code: str) -> list:
     """argv running ``code`` in a fresh Python (for children with precise behaviour)."""
     return [sys.executable, "-c", code]

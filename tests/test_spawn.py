@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import child_process
+from conftest import START_PATHS, start_path
 from child_process import (AbortController, AbortError, ChildProcess, NodeTypeError,
                            NodeValueError, RangeError, Readable, SpawnError, Writable, spawn)
 
@@ -819,17 +820,23 @@ def test_shell_string_names_the_shell(shell):
     assert child.spawnargs == ["/bin/bash", "-c", "echo ${BASH_VERSION:+bash} x"]
 
 
-def _spawn_paths():
-    """posix_spawn is used without uid/gid; the vfork path with them (as root: our own ids)."""
-    paths = [pytest.param({}, id="posix_spawn")]
-    paths.append(pytest.param({"uid": os.getuid(), "gid": os.getgid()}, id="vfork",
-                              marks=needs_root))
-    return paths
+@pytest.mark.parametrize("setting, expected", [
+    (None, "vfork" if sys.platform.startswith("linux") else "posix_spawn"),
+    ("posix_spawn", "posix_spawn"), ("vfork", "vfork"),
+    ("bogus", "vfork" if sys.platform.startswith("linux") else "posix_spawn")])
+def test_spawner_is_chosen_by_the_environment_for_both_compiled_modules(setting, expected):
+    env = {k: v for k, v in os.environ.items() if k != "CHILD_PROCESS_SPAWNER"}
+    if setting is not None:
+        env["CHILD_PROCESS_SPAWNER"] = setting
+    code = "from child_process import _spawn, _sync; print(_spawn.spawner(), _sync.spawner())"
+    out = subprocess.run([PY, "-c", code], env=env, capture_output=True, check=True).stdout
+    assert out.split() == [expected.encode()] * 2
 
 
-@pytest.mark.parametrize("extra", _spawn_paths())
-def test_detached_child_leads_new_session_and_group(extra):
-    child = spawn("sleep", ["30"], detached=True, stdio="ignore", **extra)
+@pytest.mark.parametrize("path", START_PATHS)
+def test_detached_child_leads_new_session_and_group(path):
+    with start_path(path) as extra:
+        child = spawn("sleep", ["30"], detached=True, stdio="ignore", **extra)
     try:
         assert os.getsid(child.pid) == child.pid
         assert os.getpgid(child.pid) == child.pid
@@ -868,13 +875,14 @@ def test_detached_unrefd_child_outlives_its_parent():
             time.sleep(0.01)
 
 
-@pytest.mark.parametrize("extra", _spawn_paths())
-def test_child_starts_with_default_signal_dispositions_and_empty_mask(extra):
+@pytest.mark.parametrize("path", START_PATHS)
+def test_child_starts_with_default_signal_dispositions_and_empty_mask(path):
     """Python ignores SIGPIPE (and the test may block signals): the child must not inherit it."""
     old_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGUSR1, _signal.SIGTERM})
     old_usr2 = _signal.signal(_signal.SIGUSR2, _signal.SIG_IGN)
     try:
-        status, out, err, _ = run_child("cat", ["/proc/self/status"], **extra)
+        with start_path(path) as extra:
+            status, out, err, _ = run_child("cat", ["/proc/self/status"], **extra)
     finally:
         _signal.signal(_signal.SIGUSR2, old_usr2)
         _signal.pthread_sigmask(_signal.SIG_SETMASK, old_mask)
@@ -1469,8 +1477,8 @@ def test_stdio_any_placement_of_parent_fds(data):
                 os.close(w)
 
 
-@pytest.mark.parametrize("extra", _spawn_paths())
-def test_child_receives_exactly_its_stdio_slots(extra):
+@pytest.mark.parametrize("path", START_PATHS)
+def test_child_receives_exactly_its_stdio_slots(path):
     r, w = os.pipe()
     sock_a, sock_b = socket.socketpair()
     os.set_inheritable(r, True)
@@ -1478,7 +1486,8 @@ def test_child_receives_exactly_its_stdio_slots(extra):
     sock_a.set_inheritable(True)
     try:
         code = FDMAP + "print(json.dumps(sorted(fdmap())))"
-        status, out, err, _ = run_child(PY, py(code), **extra)
+        with start_path(path) as extra:
+            status, out, err, _ = run_child(PY, py(code), **extra)
         assert status == (0, None), err
         assert json.loads(out) == [0, 1, 2]
     finally:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import hang_guard
+from conftest import START_PATHS, hang_guard, start_path
 from child_process import (AbortController, NodeTypeError, NodeValueError, exec, exec_file_sync,
                            fork, spawn, spawn_sync)
 from child_process._loop import get_loop
@@ -201,10 +201,11 @@ def test_kill_tree_with_detached_uses_the_new_session_as_the_group():
         cleanup(pids)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the vfork path is taken for uid/gid (root only)")
-def test_kill_tree_on_the_vfork_path():
-    child = sp("sh", ["-c", TREE], kill_tree=True, uid=os.getuid(), gid=os.getgid(),
-               stdio=["ignore", "pipe", "ignore"])
+@pytest.mark.parametrize("path", START_PATHS)
+def test_kill_tree_on_every_start_path(path):
+    with start_path(path) as extra:
+        child = sp("sh", ["-c", TREE], kill_tree=True, stdio=["ignore", "pipe", "ignore"],
+                   **extra)
     pids = grandchildren_of(child)
     try:
         assert os.getpgid(child.pid) == child.pid

@@ -22,6 +22,7 @@ import pytest
 
 from child_process import _loop, exec, fork, spawn
 from child_process._serialization import codec
+from conftest import START_PATHS, start_path_env
 
 from ._util import (MIB, PRELUDE, PY, WAIT, child_env, record, rss_kib, run_until,
                     script)
@@ -534,7 +535,7 @@ def try_fork():
 
 apis = {"spawn": try_spawn, "spawn_sync": try_spawn_sync, "exec": try_exec,
         "exec_file_sync": try_exec_file_sync, "fork": try_fork}
-if extra:                       # the vfork path (uid/gid): spawn and spawn_sync only
+if extra:                       # uid/gid: spawn and spawn_sync only
     apis = {k: apis[k] for k in ("spawn", "spawn_sync")}
 results = {}
 for name, attempt in apis.items():
@@ -560,22 +561,16 @@ print(json.dumps(results))
 """
 
 
-def _spawn_paths():
-    paths = [pytest.param({}, id="posix_spawn")]
-    paths.append(pytest.param({"uid": os.getuid(), "gid": os.getgid()}, id="vfork",
-                              marks=pytest.mark.skipif(os.geteuid() != 0,
-                                                       reason="uid/gid switching needs root")))
-    return paths
-
-
-@pytest.mark.parametrize("extra", _spawn_paths())
-def test_emfile_at_every_descriptor_a_spawn_needs(tmp_path, extra, figures):
+@pytest.mark.parametrize("path", START_PATHS)
+def test_emfile_at_every_descriptor_a_spawn_needs(tmp_path, path, figures):
     """With 0, 1, 2, ... 13 descriptors free, spawn / spawn_sync / exec / exec_file_sync / fork
     either work or fail with a clean EMFILE (SpawnError, 'error' event, ExecError code
     'EMFILE'; no stdio objects; nothing raised), no descriptor is left behind after any
     attempt, and every API works again once descriptors are free."""
+    extra = {"uid": os.getuid(), "gid": os.getgid()} if path == "uid" else {}
     proc = subprocess.run([PY, script(tmp_path, EMFILE_SWEEP), json.dumps(extra)],
-                          env=child_env(), capture_output=True, timeout=120)
+                          env={**child_env(), **start_path_env(path)}, capture_output=True,
+                          timeout=120)
     err = proc.stderr.decode(errors="replace")
     assert proc.returncode == 0, err
     results = json.loads(proc.stdout.decode().strip().splitlines()[-1])

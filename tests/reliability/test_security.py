@@ -14,10 +14,10 @@ import subprocess
 import pytest
 
 from child_process import (ExecError, exec_file, exec_file_sync, fork, spawn, spawn_sync)
+from conftest import START_PATHS, start_path
 
 from ._util import PRELUDE, PY, WAIT, child_env, run_until, script
 
-IS_ROOT = os.geteuid() == 0
 
 #: Hostile arguments: each would create a file named after it in the cwd if a shell ran it.
 HOSTILE = [
@@ -144,13 +144,8 @@ class Inheritables:
         self.b.close()
 
 
-def _ids(extra):
-    return {"uid": os.getuid(), "gid": os.getgid()} if extra == "vfork" else {}
-
-
-def _child_fds(api: str, extra: str, tmp_path) -> dict:
+def _child_fds(api: str, ids: dict, tmp_path) -> dict:
     args = ["-I", "-S", "-c", FDLIST]
-    ids = _ids(extra)
     if api == "spawn":
         child = spawn(PY, args, **ids)
         out = []
@@ -179,17 +174,16 @@ def _child_fds(api: str, extra: str, tmp_path) -> dict:
     raise AssertionError(api)
 
 
-@pytest.mark.parametrize("extra", [
-    "posix_spawn",
-    pytest.param("vfork", marks=pytest.mark.skipif(not IS_ROOT, reason="uid/gid needs root"))])
+@pytest.mark.parametrize("path", START_PATHS)
 @pytest.mark.parametrize("api", ["spawn", "spawn-detached-ipc", "spawn_sync", "exec_file_sync",
                                  "fork"])
-def test_inheritable_descriptors_never_reach_children(tmp_path, api, extra):
+def test_inheritable_descriptors_never_reach_children(tmp_path, api, path):
     """os.set_inheritable(fd, True) on a pipe, a socket pair, a file and fd 900: the child has
     exactly its stdio slots (0-2, plus the channel at 3 for fork/ipc) and none of ours."""
     fds = Inheritables(tmp_path)
     try:
-        seen = _child_fds(api, extra, tmp_path)
+        with start_path(path) as ids:
+            seen = _child_fds(api, ids, tmp_path)
     finally:
         ours = fds.idents()
         fds.close()
